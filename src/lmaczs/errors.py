@@ -1,0 +1,30 @@
+"""Errors with one-line messages a user can act on.
+
+The CLI prints any :class:`LmacError` as ``error: <message>`` and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class LmacError(Exception):
+    """Base class of every error lmaczs raises on purpose."""
+
+
+class AudioError(LmacError):
+    """Audio that cannot be read or is unusable (empty, silent, NaN, too short)."""
+
+
+class PromptError(LmacError):
+    """Missing, empty or duplicate prompts."""
+
+
+class BackendError(LmacError):
+    """A CLAP backend spec that cannot be resolved or loaded."""
+
+
+class CheckpointError(LmacError):
+    """A decoder/run directory that is missing, corrupt, or does not match the backend."""
+
+
+class DataError(LmacError):
+    """A training/evaluation data source that cannot be read."""
