@@ -1,0 +1,181 @@
+"""The ``lmac-zs`` command line. Every LmacError ends as one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import LmacError
+
+
+def _explainer(args: argparse.Namespace, need_decoder: bool):
+    from .clap import EMBEDDED, load_backend
+    from .explain import Explainer
+
+    if args.decoder:
+        return Explainer.load(args.clap, args.decoder, device=args.device)
+    clap = args.clap or "default"
+    if clap in EMBEDDED:
+        return Explainer.from_pretrained(clap, device=args.device)
+    if need_decoder:
+        raise LmacError(f"backend {clap!r} needs a trained decoder: pass --decoder RUN_DIR (see lmac-zs train)")
+    return Explainer(load_backend(clap), None, device=args.device)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clap", help="CLAP backend: default, esc50-eval, tiny[:SEED], hf:DIR_OR_ID, "
+                                  "msclap2022:CHECKPOINT.pth (default: the embedded 'default' model)")
+    p.add_argument("--decoder", help="run directory of a decoder trained with `lmac-zs train`")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def _add_prompt_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--prompt", action="append", dest="prompts", default=[], metavar="PROMPT",
+                   help="a candidate prompt (repeat for several)")
+    p.add_argument("--prompts-file", help="text file with one prompt per line")
+
+
+def _prompts(args: argparse.Namespace) -> list[str]:
+    prompts = list(args.prompts)
+    if args.prompts_file:
+        path = Path(args.prompts_file)
+        if not path.is_file():
+            raise LmacError(f"prompts file not found: {path}")
+        prompts += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise LmacError("no prompts: give -p PROMPT (several times) or --prompts-file FILE")
+    return prompts
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    ex = _explainer(args, need_decoder=False)
+    prompts = _prompts(args)
+    results = {str(f): ex.classify(f, prompts) for f in args.files}
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=2))
+        return 0
+    for f, scores in results.items():
+        print(f)
+        width = max(len(p) for p in scores)
+        for p, v in sorted(scores.items(), key=lambda kv: -kv[1]):
+            print(f"  {p:<{width}}  {v:6.3f}  {'█' * int(round(v * 30))}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    ex = _explainer(args, need_decoder=True)
+    prompts = _prompts(args)
+    explanations = []
+    for f in args.files:
+        e = ex.explain(f, prompts, target=args.target, contrast=args.contrast)
+        paths = e.save(args.out)
+        explanations.append(e)
+        print(f"{f}: '{e.prediction}' (p = {e.scores[e.prediction]:.3f}, mask mean {e.mask_mean:.3f}) → "
+              f"{paths['wav']}, {paths['png']}, {paths['json']}")
+    if args.report:
+        from .report import write_report
+
+        print(f"report → {write_report(explanations, Path(args.report))}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(clap=args.clap, data=args.data, out=args.out, domain=args.domain, splits=args.splits,
+                      folds=args.folds, targets=args.targets, epochs=args.epochs, max_steps=args.max_steps,
+                      batch_size=args.batch_size, lr=args.lr, lambda1=args.lambda1, lambda2=args.lambda2,
+                      val_fraction=args.val_fraction, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      widths=args.widths, progress=not args.quiet)
+    summary = train(cfg, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="lmac-zs", description="Listenable explanations of zero-shot audio "
+                                     "classifiers (LMAC-ZS) for CLAP models.")
+    parser.add_argument("--version", action="version", version=f"lmaczs {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("classify", help="zero-shot scores of audio files against prompts")
+    p.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, mp3)")
+    _add_prompt_args(p)
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("explain", help="explain the zero-shot decision: scores, mask, listenable wav, figure")
+    p.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, mp3)")
+    _add_prompt_args(p)
+    _add_model_args(p)
+    p.add_argument("--out", default="explanations", help="output directory (default: explanations)")
+    p.add_argument("--target", help="prompt to explain (default: the top-scoring one)")
+    p.add_argument("--contrast", help="explain the target *rather than* this prompt")
+    p.add_argument("--report", help="also write one self-contained HTML report to this path")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("train", help="train an LMAC-ZS decoder for a CLAP backend (CLAP stays frozen)")
+    p.add_argument("--clap", required=True, help="CLAP backend spec (see `explain --help`)")
+    p.add_argument("--data", required=True, help="captions CSV (path,caption) or ESC-50-style folder")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, decoder, log)")
+    p.add_argument("--domain", default="stft", choices=["stft", "mel"], help="masking domain (default: stft)")
+    p.add_argument("--splits", nargs="+", help="ESC-50 folder: splits to use (A, B) from meta/splits.csv")
+    p.add_argument("--folds", nargs="+", type=int, help="ESC-50 folder: folds to use")
+    p.add_argument("--targets", default="all", choices=["all", "even", "odd"], help="ESC-50 class parity")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in all")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lambda1", type=float, default=0.1, help="weight of the mask L1 (sparsity) term")
+    p.add_argument("--lambda2", type=float, default=1.0, help="weight of the diversity term D")
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--widths", type=int, nargs=4, help="decoder channel widths, shallow → deep")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions() -> list[Callable]:
+    """Sub-commands living in their own modules (each exposes ``register_cli(subparsers)``)."""
+    import importlib
+
+    found = []
+    for mod in ("clap_train", "evaluate", "web", "corpus"):
+        try:
+            module = importlib.import_module(f"lmaczs.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("lmaczs"):
+                continue
+            raise
+        if hasattr(module, "register_cli"):
+            found.append(module.register_cli)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LmacError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The LMAC-ZS mask decoder M_θ(t, h): text-conditioned transposed-convolution upsampling to a T×F mask.
+
+Architecture (sizes follow the backend, probed once with :meth:`ClapBackend.hidden_shapes`)::
+
+    h4 (deepest) ─1×1─► x ─[cross-attn(t)]─► ConvT ↑ ─(+ 1×1 h3)─ conv ─[cross-attn(t)]─► ConvT ↑ ─(+ 1×1 h2) ...
+        ... ─(+ 1×1 h1)─ conv ─► ConvT ↑ until T ≥ T_mask ─► resize to (T_mask, F_grid) ─► Linear F_grid→F_mask
+        ─► sigmoid                                                          (B, T_mask, F_mask) in [0, 1]
+
+Text conditioning is Stable-Diffusion-style cross-attention: spatial positions are queries, and the prompt
+embedding t is expanded into ``n_context`` learned context tokens (keys/values), so attention is not trivially 1.
+The last layer maps the decoder's frequency grid onto the masking domain's bins (e.g. 96 → 1025 linear bins); it
+starts as linear interpolation and is learned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class DecoderConfig:
+    """Everything needed to rebuild a :class:`MaskDecoder` (stored as JSON next to its weights)."""
+
+    hidden_shapes: list[tuple[int, int, int]]  # (C, T_k, F_k) shallow → deep
+    mask_shape: tuple[int, int]  # (T, F) of the masking domain
+    text_dim: int
+    widths: list[int] = field(default_factory=lambda: [32, 64, 96, 128])  # per level, shallow → deep
+    attn_levels: int = 3  # cross-attention at this many of the deepest levels (≥ 2)
+    n_context: int = 4
+    context_dim: int = 64
+    heads: int = 4
+    max_freq_grid: int = 128
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DecoderConfig":
+        d = dict(d)
+        d["hidden_shapes"] = [tuple(s) for s in d["hidden_shapes"]]
+        d["mask_shape"] = tuple(d["mask_shape"])
+        return cls(**d)
+
+
+class CrossAttention(nn.Module):
+    """GroupNorm → 1×1 in → LN + cross-attention to text tokens → LN + GELU MLP → 1×1 out, residual."""
+
+    def __init__(self, channels: int, context_dim: int, heads: int):
+        super().__init__()
+        heads = max(1, min(heads, channels // 8))
+        self.norm = nn.GroupNorm(min(8, channels), channels)
+        self.proj_in = nn.Conv2d(channels, channels, 1)
+        self.ln1 = nn.LayerNorm(channels)
+        self.attn = nn.MultiheadAttention(channels, heads, kdim=context_dim, vdim=context_dim, batch_first=True)
+        self.ln2 = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, 2 * channels), nn.GELU(), nn.Linear(2 * channels, channels))
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """``x (B, C, T, F)``, ``context (B, K, context_dim)`` → ``(B, C, T, F)``."""
+        b, c, t, f = x.shape
+        h = self.proj_in(self.norm(x)).flatten(2).transpose(1, 2)  # (B, T·F, C)
+        q = self.ln1(h)
+        h = h + self.attn(q, context, context, need_weights=False)[0]
+        h = h + self.mlp(self.ln2(h))
+        return x + self.proj_out(h.transpose(1, 2).reshape(b, c, t, f))
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(min(8, c_out), c_out), nn.SiLU())
+
+
+def _up(c_in: int, c_out: int, stride: tuple[int, int]) -> nn.Module:
+    kernel = tuple(2 * s if s > 1 else 3 for s in stride)
+    padding = tuple(s // 2 if s > 1 else 1 for s in stride)
+    return nn.ConvTranspose2d(c_in, c_out, kernel, stride=stride, padding=padding)
+
+
+def _ratio(dst: int, src: int) -> int:
+    return max(1, round(dst / src))
+
+
+def interpolation_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """``(n_out, n_in)`` weights of linear interpolation (align_corners=True) from n_in to n_out points."""
+    pos = torch.linspace(0, n_in - 1, n_out)
+    lo = pos.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    w_hi = pos - lo.float()
+    m = torch.zeros(n_out, n_in)
+    m[torch.arange(n_out), lo] += 1 - w_hi
+    m[torch.arange(n_out), hi] += w_hi
+    return m
+
+
+class MaskDecoder(nn.Module):
+    """``M_θ(t, h)``: text embedding ``(B, D)`` + four hidden maps → mask ``(B, T, F)`` in [0, 1]."""
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        if len(config.hidden_shapes) != 4:
+            raise ValueError(f"the decoder needs 4 hidden representations, got {len(config.hidden_shapes)}")
+        self.config = config
+        shapes = list(reversed(config.hidden_shapes))  # deep → shallow
+        widths = list(reversed(config.widths))
+        self.context = nn.Sequential(nn.Linear(config.text_dim, config.n_context * config.context_dim),
+                                     nn.LayerNorm(config.n_context * config.context_dim))
+        self.lateral = nn.ModuleList(nn.Conv2d(s[0], w, 1) for s, w in zip(shapes, widths))
+        self.ups = nn.ModuleList()
+        self.fuse = nn.ModuleList()
+        self.attn = nn.ModuleDict()
+        for k, (shape, w) in enumerate(zip(shapes, widths)):
+            if k > 0:
+                prev = shapes[k - 1]
+                self.ups.append(_up(widths[k - 1], w, (_ratio(shape[1], prev[1]), _ratio(shape[2], prev[2]))))
+            self.fuse.append(_conv_block(w, w))
+            if k < config.attn_levels:
+                self.attn[str(k)] = CrossAttention(w, config.context_dim, config.heads)
+        # Upsample past the shallowest level until time reaches the mask's resolution.
+        t_mask, f_mask = config.mask_shape
+        t, f, c = shapes[-1][1], shapes[-1][2], widths[-1]
+        self.head = nn.ModuleList()
+        while t * 1.5 < t_mask:
+            sf = 2 if f * 2 <= min(config.max_freq_grid, f_mask) else 1
+            c_out = max(16, c // 2)
+            self.head.append(nn.Sequential(_up(c, c_out, (2, sf)), nn.GroupNorm(min(8, c_out), c_out), nn.SiLU()))
+            t, f, c = t * 2, f * sf, c_out
+        self.f_grid = min(f, f_mask)
+        self.to_mask = nn.Conv2d(c, 1, 3, padding=1)
+        self.freq_map = nn.Linear(self.f_grid, f_mask)
+        with torch.no_grad():
+            self.freq_map.weight.copy_(interpolation_matrix(self.f_grid, f_mask))
+            self.freq_map.bias.zero_()
+
+    def forward(self, text: torch.Tensor, hidden: list[torch.Tensor]) -> torch.Tensor:
+        """Args: ``text (B, D)``, ``hidden`` 4 × ``(B, C_k, T_k, F_k)`` shallow → deep. Returns ``(B, T, F)``."""
+        b = text.shape[0]
+        context = self.context(text).view(b, self.config.n_context, self.config.context_dim)
+        feats = list(reversed(hidden))
+        x = None
+        for k, h in enumerate(feats):
+            lat = self.lateral[k](h)
+            if x is None:
+                x = lat
+            else:
+                x = self.ups[k - 1](x)
+                if x.shape[-2:] != lat.shape[-2:]:
+                    x = F.interpolate(x, size=lat.shape[-2:], mode="bilinear", align_corners=False)
+                x = x + lat
+            x = self.fuse[k](x)
+            if str(k) in self.attn:
+                x = self.attn[str(k)](x, context)
+        for layer in self.head:
+            x = layer(x)
+        t_mask, _ = self.config.mask_shape
+        x = F.interpolate(x, size=(t_mask, self.f_grid), mode="bilinear", align_corners=False)
+        logits = self.freq_map(self.to_mask(x).squeeze(1))
+        return torch.sigmoid(logits)
+
+
+def build_decoder(backend, **overrides) -> MaskDecoder:
+    """A fresh decoder sized for a backend (its hidden shapes, mask shape and text dimension)."""
+    cfg = DecoderConfig(hidden_shapes=backend.hidden_shapes(), mask_shape=backend.mask_shape(),
+                        text_dim=backend.embed_dim, **overrides)
+    return MaskDecoder(cfg)

@@ -1,0 +1,56 @@
+"""The LMAC-ZS objective L_ZS (paper Eq. 6–7), over all (text i, audio j) pairs of a batch.
+
+    L = mean_ij |C_ij − t_iᵀ e_ij| + λ1 · mean(M) + λ2 · mean_{i≠j} |t_iᵀ t_j − e_iiᵀ e_ji|
+
+with C_ij = t_iᵀ a_j the clean cosine similarity, e_ij = f_audio(M(t_i, h_j) ⊙ X_j) the unit-norm embedding of
+audio j masked under text i, and D reusing the (j, i) passes: e_ji is audio i masked under text j. The paper writes
+sums; we use means so λ1, λ2 do not depend on the batch size or the mask size (the L1 term as in L-MAC's code).
+Embeddings are L2-normalised (cosine similarity, C ∈ [−1, 1]); the logit scale plays no part in the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class LossTerms:
+    total: torch.Tensor
+    similarity: torch.Tensor  # mean |C_ij − t_iᵀ e_ij|
+    sparsity: torch.Tensor  # mean mask value (L1 of a [0, 1] mask)
+    diversity: torch.Tensor  # mean_{i≠j} |t_iᵀ t_j − e_iiᵀ e_ji|
+
+    def as_floats(self) -> dict[str, float]:
+        return {k: float(getattr(self, k).detach()) for k in ("total", "similarity", "sparsity", "diversity")}
+
+
+def lzs_loss(text: torch.Tensor, audio: torch.Tensor, masked: torch.Tensor, masks: torch.Tensor,
+             lambda1: float, lambda2: float) -> LossTerms:
+    """L_ZS for one batch.
+
+    Args:
+        text: ``(B, D)`` unit-norm text embeddings t_i.
+        audio: ``(B, D)`` unit-norm embeddings a_j of the unmasked clips.
+        masked: ``(B, B, D)`` unit-norm embeddings e_ij of audio j masked under text i.
+        masks: ``(B, B, T, F)`` the masks M(t_i, h_j) (only their mean is used).
+        lambda1: weight of the sparsity term.
+        lambda2: weight of the diversity term (0 disables it; it needs B ≥ 2).
+    """
+    clean = text @ audio.T  # (B, B): C_ij
+    kept = torch.einsum("id,ijd->ij", text, masked)  # t_iᵀ e_ij
+    similarity = (clean - kept).abs().mean()
+    sparsity = masks.mean()
+    b = text.shape[0]
+    if b > 1:
+        own = masked.diagonal(dim1=0, dim2=1).T  # (B, D): e_ii
+        # cross[j, i] = e_iiᵀ e_ji — audio i masked under its own text and under text j
+        cross = torch.einsum("id,jid->ji", own, masked)
+        target = text @ text.T
+        off = ~torch.eye(b, dtype=torch.bool, device=text.device)
+        diversity = (target - cross)[off].abs().mean()
+    else:
+        diversity = text.new_zeros(())
+    total = similarity + lambda1 * sparsity + lambda2 * diversity
+    return LossTerms(total, similarity, sparsity, diversity)
