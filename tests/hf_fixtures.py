@@ -71,6 +71,16 @@ def make_tiny_hf_clap(out_dir: Path, *, fused: bool = False, seed: int = 0,
     torch.manual_seed(seed)
     try:
         model = ClapModel(config).eval()
+        # HF's init (std 0.02) makes every prompt's pooled <s> token nearly the same; widen the text tower's
+        # weights so that different prompts get different embeddings (and zero-shot scores differ)
+        for m in model.text_model.modules():
+            if isinstance(m, torch.nn.Linear):
+                torch.nn.init.normal_(m.weight, std=m.in_features ** -0.5)
+            elif isinstance(m, torch.nn.Embedding):
+                torch.nn.init.normal_(m.weight, std=1.0)
+        for name, p in model.audio_model.named_parameters():
+            if name.endswith("relative_position_bias_table"):  # HF inits these to zero
+                torch.nn.init.normal_(p, std=0.5)
         # give the BatchNorms non-trivial statistics so that eval-mode normalisation is actually exercised
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -78,7 +88,7 @@ def make_tiny_hf_clap(out_dir: Path, *, fused: bool = False, seed: int = 0,
                 m.running_var.uniform_(0.5, 2.0).mul_(100.0 if m.num_features == 64 else 1.0)
     finally:
         torch.random.set_rng_state(state)
-    assert math.isclose(float(model.logit_scale_a.exp()), logit_scale, rel_tol=1e-5)
+    assert math.isclose(float(model.logit_scale_a.detach().exp()), logit_scale, rel_tol=1e-5)
     model.save_pretrained(out_dir)
     ClapFeatureExtractor(feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10,
                          fft_window_size=1024, frequency_min=50, frequency_max=14000,

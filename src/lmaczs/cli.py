@@ -68,13 +68,21 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     ex = _explainer(args, need_decoder=True)
     prompts = _prompts(args)
+    top_k = getattr(args, "top_k", None)
+    if top_k is not None and (args.target or args.contrast):
+        raise LmacError("--top-k explains the k top-scoring prompts: do not combine it with --target/--contrast")
     explanations = []
     for f in args.files:
-        e = ex.explain(f, prompts, target=args.target, contrast=args.contrast)
-        paths = e.save(args.out)
-        explanations.append(e)
-        print(f"{f}: '{e.prediction}' (p = {e.scores[e.prediction]:.3f}, mask mean {e.mask_mean:.3f}) → "
-              f"{paths['wav']}, {paths['png']}, {paths['json']}")
+        if top_k is not None:
+            ranked = ex.explain_topk(f, prompts, k=top_k)
+            found = [(e, f"{Path(f).stem}.top{i}") for i, e in enumerate(ranked, 1)]
+        else:
+            found = [(ex.explain(f, prompts, target=args.target, contrast=args.contrast), None)]
+        for e, stem in found:
+            paths = e.save(args.out, stem=stem)
+            explanations.append(e)
+            print(f"{f}: '{e.prediction}' (p = {e.scores[e.prediction]:.3f}, mask mean {e.mask_mean:.3f}) → "
+                  f"{paths['wav']}, {paths['png']}, {paths['json']}")
     if args.report:
         from .report import write_report
 
@@ -92,6 +100,18 @@ def cmd_train(args: argparse.Namespace) -> int:
                       widths=args.widths, progress=not args.quiet)
     summary = train(cfg, resume=args.resume)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_decoder, save_decoder
+
+    decoder, meta = load_decoder(Path(args.run))
+    meta = {k: v for k, v in meta.items() if k not in ("format", "decoder")}
+    save_decoder(Path(args.to), decoder, meta, dtype=torch.float16 if args.fp16 else torch.float32)
+    print(f"decoder of {args.run} → {args.to}")
     return 0
 
 
@@ -117,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="explanations", help="output directory (default: explanations)")
     p.add_argument("--target", help="prompt to explain (default: the top-scoring one)")
     p.add_argument("--contrast", help="explain the target *rather than* this prompt")
+    p.add_argument("--top-k", type=int, metavar="K", help="explain each of the K top-scoring prompts "
+                   "(files <stem>.top1.*, <stem>.top2.*, ...)")
     p.add_argument("--report", help="also write one self-contained HTML report to this path")
     p.set_defaults(func=cmd_explain)
 
@@ -141,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="copy a run's decoder (weights + JSON only) to a folder, e.g. to ship it")
+    p.add_argument("run", help="run directory of `lmac-zs train`")
+    p.add_argument("--to", required=True, help="destination folder (e.g. src/lmaczs/assets/default)")
+    p.add_argument("--fp16", action="store_true", help="store the weights in float16")
+    p.set_defaults(func=cmd_export)
 
     for register in _extensions():
         register(sub)

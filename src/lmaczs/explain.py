@@ -57,6 +57,8 @@ class Explanation:
         spectrogram: ``(T, F)`` the masking-domain input X, for plots.
         window_scores: per-window zero-shot probabilities ``(W, P)`` for clips longer than one window.
         contrast: the prompt explained against ("A rather than B"), if any.
+        original: ``(N,)`` the input as the model heard it (mono, resampled to ``sample_rate``), for listening
+            side by side; ``None`` when not kept.
     """
 
     scores: dict[str, float]
@@ -72,6 +74,7 @@ class Explanation:
     contrast: Optional[str] = None
     listenable: bool = True
     extra: dict = field(default_factory=dict)
+    original: Optional[np.ndarray] = None
 
     @property
     def mask_mean(self) -> float:
@@ -95,6 +98,8 @@ class Explanation:
         title = f"{self.source}: '{self.prediction}' (p = {self.scores[self.prediction]:.2f})"
         if self.contrast:
             title += f" rather than '{self.contrast}'"
+        if self.extra.get("method"):
+            title = f"[{self.extra['method']}] {title}"
         return explanation_figure(self.spectrogram, self.mask, len(self.audio) / self.sample_rate,
                                   self.sample_rate / 2, title)
 
@@ -159,8 +164,6 @@ class Explainer:
         spec = clap_spec or trained.get("spec")
         if not spec:
             raise CheckpointError(f"{run_dir} does not say which CLAP it was trained on; pass --clap")
-        if trained.get("spec") and spec != trained["spec"] and spec.partition(":")[0] == "tiny":
-            raise CheckpointError(f"decoder in {run_dir} was trained on {trained['spec']}, not {spec}")
         backend = load_backend(spec, trained.get("domain", "stft"))
         return cls(backend, decoder, device=device, meta=meta)
 
@@ -227,6 +230,60 @@ class Explainer:
         return self._finish(wave, masks, starts, name, dict(zip(prompts, map(float, probs))), chosen, contrast,
                             window_probs)
 
+    @torch.no_grad()
+    def explain_topk(self, audio: AudioInput, prompts: Sequence[str], k: int = 3,
+                     sample_rate: int | None = None) -> list[Explanation]:
+        """Explanations of the ``k`` top-scoring prompts, best first (the audio is encoded once).
+
+        Each has the same ``scores``; ``prediction`` is the prompt its mask explains. ``k`` above the number of
+        prompts explains them all.
+        """
+        if self.decoder is None:
+            raise CheckpointError("this Explainer has no decoder: load one with Explainer.load(clap, run_dir)")
+        prompts = check_prompts(prompts)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise PromptError(f"top-k needs k >= 1, got {k!r}")
+        wave, wins, starts, name = self._windows(audio, sample_rate)
+        x, _ = self.clap.analyze(wins)
+        enc = self.clap.encode_spec(x)
+        text = self.clap.embed_text(prompts)
+        window_probs = self._probs(enc.embedding, text)
+        probs = window_probs.mean(0)
+        scores = dict(zip(prompts, map(float, probs)))
+        order = torch.argsort(probs, descending=True, stable=True)[:k].tolist()
+        out = []
+        for rank, i in enumerate(order, 1):
+            e = self._finish(wave, self._masks(text[i], enc.hidden), starts, name, scores, prompts[i], None,
+                             window_probs)
+            e.extra["rank"] = rank
+            out.append(e)
+        return out
+
+    @torch.no_grad()
+    def explain_baseline(self, audio: AudioInput, prompts: Sequence[str], method: str,
+                         target: str | None = None, sample_rate: int | None = None, **options) -> Explanation:
+        """The same clip explained by a post-hoc saliency baseline (:mod:`lmaczs.baselines`) instead of
+        LMAC-ZS: its ``(T, F)`` map in [0, 1] is used as the mask (same stitching and synthesis). Needs no
+        decoder. ``extra["method"]`` names the method."""
+        from .baselines import get_method
+
+        saliency = get_method(method, **options)
+        prompts = check_prompts(prompts)
+        if target is not None and target not in prompts:
+            raise PromptError(f"target prompt {target!r} is not among the prompts {prompts}")
+        wave, wins, starts, name = self._windows(audio, sample_rate)
+        x, _ = self.clap.analyze(wins)
+        text = self.clap.embed_text(prompts)
+        window_probs = self._probs(self.clap.encode_spec(x).embedding, text)
+        probs = window_probs.mean(0)
+        chosen = target or prompts[int(probs.argmax())]
+        idx = torch.full((x.shape[0],), prompts.index(chosen), dtype=torch.long, device=x.device)
+        masks = saliency(self.clap, x, text, idx)
+        e = self._finish(wave, masks, starts, name, dict(zip(prompts, map(float, probs))), chosen, None,
+                         window_probs)
+        e.extra["method"] = method.lower()
+        return e
+
     def _masks(self, text_row: torch.Tensor, hidden: list[torch.Tensor]) -> torch.Tensor:
         return self.decoder(text_row.expand(hidden[0].shape[0], -1), hidden)
 
@@ -254,4 +311,4 @@ class Explainer:
                            residual=residual.cpu().numpy(), sample_rate=self.clap.sample_rate,
                            spectrogram=x_full.cpu().numpy(), window_scores=window_probs.cpu().numpy(),
                            backend=self.clap.describe(), source=name, contrast=contrast,
-                           listenable=domain.listenable)
+                           listenable=domain.listenable, original=wave.cpu().numpy())
