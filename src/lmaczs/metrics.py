@@ -27,7 +27,7 @@ Deletion / insertion AUCs (Petsiuk et al. 2018) are extra; LMAC-ZS does not repo
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import torch
 
@@ -178,12 +178,15 @@ def insertion_auc(probs_fn: ProbsFn, x: torch.Tensor, masks: torch.Tensor, c: to
 
 
 # -- aggregation and the zero-shot classifier -----------------------------------------------------------------
-def summarize(per_example: dict[str, torch.Tensor]) -> dict[str, float]:
+def summarize(per_example: dict[str, torch.Tensor | Sequence[torch.Tensor]]) -> dict[str, float]:
     """Mean of each metric over its examples, ignoring NaNs (all-zero masks' SPS/COMP, as SpeechBrain drops
-    NaN COMP values before averaging). A metric whose values are all NaN (or empty) gives NaN."""
+    NaN COMP values before averaging). Values are ``(N,)`` tensors or lists of per-batch ``(B,)`` tensors.
+    A metric whose values are all NaN (or empty) gives NaN."""
     out = {}
     for name, values in per_example.items():
-        v = torch.as_tensor(values).detach().double().reshape(-1)
+        if isinstance(values, (list, tuple)):
+            values = torch.cat([torch.as_tensor(v).reshape(-1).cpu() for v in values] or [torch.zeros(0)])
+        v = torch.as_tensor(values).detach().cpu().double().reshape(-1)
         v = v[~v.isnan()]
         out[name] = float(v.mean()) if v.numel() else math.nan
     return out

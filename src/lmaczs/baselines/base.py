@@ -65,7 +65,10 @@ class SaliencyMethod:
         """
         if x.dim() != 3:
             raise LmacError(f"{self.name}: x must be (B, T, F), got shape {tuple(x.shape)}")
-        target = torch.as_tensor(target, device=x.device).long().reshape(-1).expand(x.shape[0])
+        target = torch.as_tensor(target, device=x.device).long().reshape(-1)
+        if target.numel() not in (1, x.shape[0]):
+            raise LmacError(f"{self.name}: got {target.numel()} targets for {x.shape[0]} clips")
+        target = target.expand(x.shape[0])
         if text_emb.dim() != 2 or not ((target >= 0) & (target < text_emb.shape[0])).all():
             raise LmacError(f"{self.name}: targets must index the {text_emb.shape[0]} prompts of text_emb (P, D)")
         x = x.detach()

@@ -12,7 +12,8 @@ from .saliency import logits_fn
 
 
 class SmoothGrad(SaliencyMethod):
-    """Mean of ``|∂ logit_target / ∂(X + ε)|`` over ``samples`` draws ε ~ N(0, σ²), σ = ``noise`` · (max X − min X).
+    """Mean of ``|∂ logit_target / ∂(X + ε)|`` over ``samples`` draws ε ~ N(0, σ²),
+    σ = ``noise`` · (max X − min X) per clip.
 
     Defaults: 8 samples, noise level 0.1 (Smilkov et al. suggest 10–20 %). The noise is drawn from
     ``seed`` with the global RNG forked (the caller's RNG state is untouched). Each example is attributed
@@ -33,7 +34,7 @@ class SmoothGrad(SaliencyMethod):
         out = []
         for xb, tb in zip(x, target):
             sigma = self.noise * float(xb.max() - xb.min())
-            devices = [xb.device] if xb.device.type == "cuda" else []
+            devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self.seed)
                 out.append(tunnel.attribute(xb[None].clone().requires_grad_(True), nt_type="smoothgrad",

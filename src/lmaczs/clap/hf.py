@@ -192,12 +192,14 @@ class HfClap(ClapBackend):
             is_longer = torch.zeros(x.shape[0], 1, dtype=torch.bool, device=x.device)
         out = encoder(x, is_longer=is_longer, output_hidden_states=True,
                       output_hidden_states_before_downsampling=True, return_dict=True)
-        emb = F.normalize(self.model.audio_projection(out.pooler_output), dim=-1)
         stages = list(out.hidden_states)[-4:]  # (B, C, H, W) each; the first entry is the patch embedding
         # deepest: after the encoder's final LayerNorm (what the embedding pools); HF already unfolded it as
         # (B, C, F, T), and unfold_htsat(norm(stage)) equals it (tested)
         hidden = [unfold_htsat(h, self.freq_ratio) for h in stages[:-1]]
-        hidden.append(out.last_hidden_state.transpose(-1, -2))
+        last = out.last_hidden_state.transpose(-1, -2)
+        hidden.append(last)
+        # HF's pooler is the mean of last_hidden_state; pool the tensor we return so CAM gradients reach it
+        emb = F.normalize(self.model.audio_projection(last.flatten(2).mean(-1)), dim=-1)
         return AudioEncoding(emb, hidden)
 
     def tokenize(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
