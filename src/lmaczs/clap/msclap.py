@@ -17,8 +17,10 @@ Front end (msclap's torchlibrosa numbers, re-done in torch): centred reflect-pad
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +170,20 @@ def bert_tokenizer():
     return BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
 
 
+def _numpy_scalars_allowed():
+    """Let ``weights_only`` loading rebuild numpy scalars and dtypes (training metadata such as a loss value,
+    harmless data), under their numpy 1 and 2 module names. Nothing else is allowed."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:  # torch < 2.5
+        return contextlib.nullcontext()
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    dtype_classes = {type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDG"}
+    return safe_globals([scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtype_classes])
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read an MS-CLAP state dict from ``.pth`` (``torch.load(weights_only=True)``, key ``"model"`` if present)
     or from ``.safetensors``."""
@@ -186,11 +202,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise BackendError(f"cannot read {p}: {str(exc).splitlines()[0]}") from None
     else:
         try:
-            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
+            with _numpy_scalars_allowed():
+                obj = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
         except pickle.UnpicklingError as exc:
-            first = next((ln for ln in str(exc).splitlines() if "error" in ln.lower()), "unsafe content")
-            raise BackendError(f"{p} cannot be loaded with torch.load(weights_only=True) ({first.strip()}); "
-                               "re-save its ['model'] state dict as .safetensors from a trusted copy") from None
+            unsafe = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+            if unsafe:
+                raise BackendError(f"{p} holds a {unsafe.group(1)} object, which torch.load(weights_only=True) "
+                                   "refuses: re-save its ['model'] state dict as .safetensors from a trusted copy "
+                                   "(docs/backends.md)") from None
+            raise BackendError(f"cannot read checkpoint {p}: not a torch.save file") from None
         except Exception as exc:
             raise BackendError(f"cannot read checkpoint {p}: {str(exc).splitlines()[0]}") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
@@ -237,6 +257,21 @@ def torchlibrosa_kernels(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     return real[:, None, :], imag[:, None, :]
 
 
+def check_front_end(sd: Mapping[str, torch.Tensor], config: MsClapConfig) -> None:
+    """The checkpoint's torchlibrosa tensors must be the ones our front end reproduces (else: BackendError)."""
+    fb = mel_filterbank(SAMPLE_RATE, config.n_fft, config.n_mels, FMIN, FMAX, htk=False, norm="slaney")
+    mel_w = sd[f"{_CNN}logmel_extractor.melW"].float()
+    if not torch.allclose(mel_w, fb, rtol=0, atol=1e-4 * float(fb.abs().max())):
+        raise BackendError("checkpoint's mel filterbank (logmel_extractor.melW) is not MS-CLAP 2022's "
+                           f"({config.n_mels} slaney mels, {FMIN:g}-{FMAX:g} Hz at {SAMPLE_RATE} Hz)")
+    real, imag = torchlibrosa_kernels(config.n_fft)
+    for name, ref in (("conv_real", real), ("conv_imag", imag)):
+        got = sd[f"{_CNN}spectrogram_extractor.stft.{name}.weight"].float()
+        if not torch.allclose(got, ref, rtol=0, atol=1e-4):
+            raise BackendError(f"checkpoint's STFT kernel spectrogram_extractor.stft.{name} is not a "
+                               f"periodic-Hann {config.n_fft}-point DFT")
+
+
 class MsClap2022(ClapBackend):
     """MS-CLAP 2022: CNN14 on a 64-bin log-mel of 5 s at 44.1 kHz, BERT (bert-base-uncased) text tower, D = 1024.
 
@@ -250,6 +285,7 @@ class MsClap2022(ClapBackend):
     text_len = TEXT_LEN
 
     def __init__(self, config: MsClapConfig = MsClapConfig(), spec: str = "msclap2022"):
+        """An MS-CLAP 2022 of these sizes with *random* weights; use :meth:`from_checkpoint` for the real one."""
         super().__init__()
         self.spec = spec
         self.config = config
@@ -277,26 +313,12 @@ class MsClap2022(ClapBackend):
         """Build from msclap ``CLAP``'s state dict: strict names and shapes, front-end tensors verified."""
         sd = {k: v for k, v in state_dict.items() if k not in LEGACY_BERT_BUFFERS}
         config = MsClapConfig.from_state_dict(sd, num_attention_heads)
-        with torch.device("meta"):  # key/shape check without allocating the 190 M parameters
+        with torch.device("meta"):  # key/shape check without allocating ~196 M numbers
             check_keys(MsClapModel(config), sd)
+        check_front_end(sd, config)
         backend = cls(config, spec=spec)
-        backend._check_front_end(sd)
         backend.model.load_state_dict(sd, strict=True)
         return freeze(backend)  # type: ignore[return-value]
-
-    def _check_front_end(self, sd: Mapping[str, torch.Tensor]) -> None:
-        """The checkpoint's torchlibrosa tensors must be the ones our front end reproduces."""
-        mel_w = sd[f"{_CNN}logmel_extractor.melW"].float()
-        fb = self.front.mel_fb
-        if not torch.allclose(mel_w, fb, rtol=0, atol=1e-4 * float(fb.abs().max())):
-            raise BackendError("checkpoint's mel filterbank (logmel_extractor.melW) is not MS-CLAP 2022's "
-                               f"({self.config.n_mels} slaney mels, {FMIN:g}-{FMAX:g} Hz at {SAMPLE_RATE} Hz)")
-        real, imag = torchlibrosa_kernels(self.config.n_fft)
-        for name, ref in (("conv_real", real), ("conv_imag", imag)):
-            got = sd[f"{_CNN}spectrogram_extractor.stft.{name}.weight"].float()
-            if not torch.allclose(got, ref, rtol=0, atol=1e-4):
-                raise BackendError(f"checkpoint's STFT kernel spectrogram_extractor.stft.{name} is not a "
-                                   f"periodic-Hann {self.config.n_fft}-point DFT")
 
     # -- the protocol --------------------------------------------------------------------------
     def encode_features(self, features: torch.Tensor) -> AudioEncoding:
@@ -320,3 +342,7 @@ class MsClap2022(ClapBackend):
     @property
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale.exp()
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.d_proj
