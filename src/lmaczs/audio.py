@@ -46,6 +46,8 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
         return x
     if x.ndim != 2:
         raise AudioError(f"audio array must be 1-D or 2-D, got shape {tuple(x.shape)}")
+    if x.size == 0:
+        return np.zeros(0, dtype=np.float32)  # the mean of no samples would be NaN
     channel_axis = 0 if x.shape[0] <= 8 and x.shape[0] < x.shape[1] else 1
     return x.mean(axis=channel_axis)
 

@@ -73,9 +73,9 @@ def eval_prompt(category: str) -> str:
 
 
 def captions_for(category: str) -> list[str]:
-    """All training captions of a class: templates × label, plus its short descriptions."""
+    """All training captions of a class: templates × label, plus its short descriptions (each once)."""
     label = label_text(category)
-    return [t.format(label) for t in CAPTION_TEMPLATES] + list(DESCRIPTIONS.get(label, ()))
+    return list(dict.fromkeys([t.format(label) for t in CAPTION_TEMPLATES] + list(DESCRIPTIONS.get(label, ()))))
 
 
 @dataclass(frozen=True)

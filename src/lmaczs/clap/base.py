@@ -129,8 +129,14 @@ class MelDomain(MaskingDomain):
 
     def linear_mask(self, mask: torch.Tensor) -> torch.Tensor:
         fb = self.front.mel_fb.to(mask.dtype)
-        weights = fb / fb.sum(dim=1, keepdim=True).clamp_min(1e-12)  # each linear bin: convex mix of mels
-        return mask @ weights.T
+        total = fb.sum(dim=1)
+        weights = fb / total.clamp_min(1e-12)[:, None]  # each linear bin: convex mix of mels
+        # Bins no filter covers (DC, Nyquist, outside fmin..fmax) follow the nearest covered bin, so an
+        # all-ones mask keeps the whole input instead of filtering those bins out.
+        bins = torch.arange(fb.shape[0], device=fb.device)
+        covered = bins[total > 0]
+        nearest = covered[(bins[:, None] - covered[None, :]).abs().argmin(dim=1)]
+        return mask @ weights[nearest].T
 
 
 DOMAINS = {"stft": StftDomain, "mel": MelDomain}
@@ -218,6 +224,17 @@ class ClapBackend(nn.Module, ABC):
     @property
     def embed_dim(self) -> int:
         return int(self.embed_text(["a"]).shape[-1])
+
+    def randomizable_blocks(self) -> list[nn.Module]:
+        """The audio encoder's blocks, shallow → deep, for cascading model randomisation (sanity checks).
+
+        Re-initialising the last block, then the last two, ... (top down) must change what the audio tower
+        computes. Backends that support the check override this; the default refuses clearly.
+        """
+        from ..errors import BackendError
+
+        raise BackendError(f"{type(self).__name__} does not list its audio blocks for cascading randomisation "
+                           "(implement ClapBackend.randomizable_blocks)")
 
     def describe(self) -> dict:
         """JSON-able facts about this backend (stored with checkpoints and explanations)."""

@@ -85,3 +85,7 @@ class TinyClap(ClapBackend):
     @property
     def logit_scale(self) -> torch.Tensor:
         return self._logit_scale
+
+    def randomizable_blocks(self) -> list[nn.Module]:
+        """The four conv blocks, shallow → deep."""
+        return list(self.blocks)
