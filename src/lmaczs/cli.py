@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -97,9 +98,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                       folds=args.folds, targets=args.targets, epochs=args.epochs, max_steps=args.max_steps,
                       batch_size=args.batch_size, lr=args.lr, lambda1=args.lambda1, lambda2=args.lambda2,
                       val_fraction=args.val_fraction, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                      widths=args.widths, progress=not args.quiet)
+                      widths=args.widths, progress=not args.quiet, group_size=args.group_size,
+                      device=args.device)
     summary = train(cfg, resume=args.resume)
-    print(json.dumps(summary, indent=2))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -160,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--widths", type=int, nargs=4, help="decoder channel widths, shallow → deep")
+    p.add_argument("--group-size", type=int, help="clips per L_ZS group (default: the per-process batch); "
+                                                   "see docs/scaling.md")
+    p.add_argument("--device", help="torch device (default: cpu; cuda:LOCAL_RANK under torchrun with CUDA)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

@@ -3,6 +3,12 @@
 Determinism: the clip order of epoch e is a permutation drawn from ``seed`` and ``e``; the caption of item k in
 epoch e is drawn from ``(seed, e, k)``. A run therefore depends only on its config, and ``resume`` continues at
 the exact step where the last checkpoint stopped (decoder, Adam state and RNG restored).
+
+Distributed (``torchrun --nproc_per_node N lmac-zs train ...``): L_ZS is defined over all pairs of a *group* of
+``group_size`` clips. The global batch (``batch_size``) is split evenly over the N ranks, each rank averages the
+loss over its groups (one group of batch_size/N clips by default) and DDP averages the gradients, so one process
+with the same ``batch_size`` and ``group_size`` follows the same trajectory. Every rank draws the same epoch order
+and takes its slice of each global batch; rank 0 alone shows progress, logs and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from . import distributed as dist_utils
 from .audio import peak_normalize
 from .checkpoint import CHECKPOINT, load_training_state, save_decoder, save_training_state
 from .clap import ClapBackend, load_backend
@@ -51,6 +58,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     widths: Optional[list[int]] = None
     progress: bool = True
+    group_size: Optional[int] = None  # clips per L_ZS group; None: the per-process batch (batch_size / ranks)
+    device: Optional[str] = None  # None: CPU, or cuda:LOCAL_RANK under torchrun when CUDA is available
 
     # fields that must match for --resume to continue the same run
     RESUME_KEYS = ("clap", "data", "domain", "splits", "folds", "targets", "batch_size", "lr", "weight_decay",
@@ -63,21 +72,48 @@ def prepare(backend: ClapBackend, waves: torch.Tensor) -> torch.Tensor:
 
 
 def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, text: torch.Tensor,
-             lambda1: float, lambda2: float) -> LossTerms:
+             lambda1: float, lambda2: float, group_size: int | None = None) -> LossTerms:
     """L_ZS on one batch: ``waves (B, num_samples)``, ``text (B, D)`` unit-norm caption embeddings.
 
     Builds all B² (text i, audio j) masks in one decoder pass (pair index i·B + j) and one masked pass through
-    the frozen audio tower; gradients reach the decoder only.
+    the frozen audio tower; gradients reach the decoder only. With ``group_size`` g < B, the batch is cut into
+    B/g consecutive groups, L_ZS is taken over the g² pairs of each group and averaged over the groups (pair
+    index k·g² + i·g + j), still in one decoder pass.
     """
     b = waves.shape[0]
+    g = group_size or b
+    if b % g:
+        raise DataError(f"a batch of {b} clips cannot be cut into groups of {g}")
+    n = b // g
     with torch.no_grad():
         x, _ = backend.analyze(prepare(backend, waves))
         clean = backend.encode_spec(x)
-    masks = decoder(text.repeat_interleave(b, 0), [h.repeat(b, 1, 1, 1) for h in clean.hidden])
-    masked = backend.encode_spec(masks * x.repeat(b, 1, 1)).embedding
-    d = masked.shape[-1]
-    return lzs_loss(text, clean.embedding, masked.view(b, b, d), masks.view(b, b, *masks.shape[1:]),
-                    lambda1, lambda2)
+    first = torch.arange(n, device=waves.device).repeat_interleave(g * g) * g  # first clip of each pair's group
+    ti = first + torch.arange(g, device=waves.device).repeat_interleave(g).repeat(n)  # text i of the pair
+    aj = first + torch.arange(g, device=waves.device).repeat(g * n)  # audio j of the pair
+    masks = decoder(text[ti], [h[aj] for h in clean.hidden])
+    masked = backend.encode_spec(masks * x[aj]).embedding
+    masked = masked.view(n, g, g, masked.shape[-1])
+    masks = masks.view(n, g, g, *masks.shape[1:])
+    groups = [lzs_loss(text[k * g:(k + 1) * g], clean.embedding[k * g:(k + 1) * g], masked[k], masks[k],
+                       lambda1, lambda2) for k in range(n)]
+    if n == 1:
+        return groups[0]
+    return LossTerms(*(torch.stack([getattr(t, f) for t in groups]).mean()
+                       for f in ("total", "similarity", "sparsity", "diversity")))
+
+
+def resolve_group_size(cfg: TrainConfig, world_size: int = 1) -> int:
+    """Clips per L_ZS group: ``cfg.group_size`` or the per-process batch; both must divide evenly."""
+    if cfg.batch_size % world_size:
+        raise DataError(f"batch size {cfg.batch_size} (the global batch) must be divisible by the number of "
+                        f"processes ({world_size})")
+    per_rank = cfg.batch_size // world_size
+    g = cfg.group_size or per_rank
+    if g < 1 or per_rank % g:
+        raise DataError(f"group size {g} must divide the per-process batch of {per_rank} clips "
+                        f"(batch size {cfg.batch_size} / {world_size} processes)")
+    return g
 
 
 class TextCache:
@@ -110,38 +146,65 @@ def pick_caption(item: CaptionedClip, seed: int, epoch: int, index: int) -> str:
 
 
 def validate(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, text: torch.Tensor,
-             cfg: TrainConfig) -> dict[str, float]:
-    """Mean L_ZS terms over the validation clips in fixed batches (first caption of each clip)."""
+             cfg: TrainConfig, group: int | None = None, world: dist_utils.World | None = None
+             ) -> dict[str, float]:
+    """Mean L_ZS terms over the validation clips in fixed groups (first caption of each clip).
+
+    Groups hold ``group`` clips (default ``cfg.batch_size``); under DDP the ranks share the groups round-robin
+    and the sums are reduced over ranks, so every rank returns the single-process value.
+    """
     sums: dict[str, float] = {}
     n = 0
+    size = group or cfg.batch_size
+    world = world or dist_utils.World()
+    device = next(decoder.parameters()).device
     decoder.eval()
     with torch.no_grad():
-        for k in range(0, waves.shape[0], cfg.batch_size):
-            w, t = waves[k:k + cfg.batch_size], text[k:k + cfg.batch_size]
+        for k in list(range(0, waves.shape[0], size))[world.rank::world.size]:
+            w, t = waves[k:k + size].to(device), text[k:k + size]
             terms = lzs_step(backend, decoder, w, t, cfg.lambda1, cfg.lambda2).as_floats()
             for key, v in terms.items():
                 sums[key] = sums.get(key, 0.0) + v * w.shape[0]
             n += w.shape[0]
     decoder.train()
+    if world.distributed:
+        keys = ("total", "similarity", "sparsity", "diversity")
+        reduced = dist_utils.all_reduce_sum(
+            world, torch.tensor([sums.get(k, 0.0) for k in keys] + [float(n)], dtype=torch.float64)).tolist()
+        sums, n = dict(zip(keys, reduced[:-1])), int(reduced[-1])
     return {key: v / max(n, 1) for key, v in sums.items()}
 
 
 def decoder_meta(backend: ClapBackend, cfg: TrainConfig, step: int, extra: dict | None = None) -> dict:
     return {"backend": backend.describe(), "lmaczs_version": __version__, "step": step,
-            "train_config": {k: v for k, v in asdict(cfg).items() if k != "progress"}, **(extra or {})}
+            "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("progress", "device")},
+            **(extra or {})}
 
 
 def train(cfg: TrainConfig, resume: bool = False, backend: ClapBackend | None = None) -> dict:
-    """Run (or resume) training. Returns a summary dict (steps, losses, steps/s)."""
+    """Run (or resume) training. Returns a summary dict (steps, losses, steps/s).
+
+    Under ``torchrun`` every rank calls this with the same config (see the module docstring).
+    """
+    world = dist_utils.setup(cfg.device)
+    try:
+        return _train(cfg, resume, backend, world)
+    finally:
+        dist_utils.teardown(world)
+
+
+def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: dist_utils.World) -> dict:
     out = Path(cfg.out)
+    main = world.is_main
+    group = resolve_group_size(cfg, world.size)
     torch.manual_seed(cfg.seed)
-    backend = backend or load_backend(cfg.clap, cfg.domain)
+    backend = (backend or load_backend(cfg.clap, cfg.domain)).to(world.device)
     items = load_items(cfg.data, splits=cfg.splits, folds=cfg.folds, targets=cfg.targets)
     train_items, val_items = split_by_group(items, cfg.val_fraction, cfg.seed)
     if len(train_items) < cfg.batch_size:
         raise DataError(f"{len(train_items)} training clips are fewer than one batch of {cfg.batch_size}")
     overrides = {"widths": cfg.widths} if cfg.widths else {}
-    decoder = build_decoder(backend, **overrides)
+    decoder = build_decoder(backend, **overrides).to(world.device)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     if resume:
@@ -150,12 +213,25 @@ def train(cfg: TrainConfig, resume: bool = False, backend: ClapBackend | None = 
         changed = [k for k in TrainConfig.RESUME_KEYS if saved.get(k) != asdict(cfg).get(k)]
         if changed:
             raise CheckpointError(f"cannot resume {out}: these settings differ from the saved run: {changed}")
+        saved_group = int(meta.get("group_size", saved["batch_size"]))
+        if saved_group != group:
+            raise CheckpointError(f"cannot resume {out}: it was trained with L_ZS groups of {saved_group} clips, "
+                                  f"this run would use {group} ({world.size} processes); pass --group-size "
+                                  f"{saved_group}")
         step = int(meta["step"])
     elif (out / CHECKPOINT).exists():
         raise CheckpointError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    # Every rank has read the run directory before rank 0 may write to it.
+    dist_utils.barrier(world)
+    model: torch.nn.Module = decoder
+    if world.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            decoder, device_ids=[world.device.index] if world.device.type == "cuda" else None,
+            broadcast_buffers=False)
 
-    train_waves = load_windows(train_items, backend, cfg.progress)
-    val_waves = load_windows(val_items, backend, cfg.progress) if val_items else None
+    progress = cfg.progress and main
+    train_waves = load_windows(train_items, backend, progress)
+    val_waves = load_windows(val_items, backend, progress) if val_items else None
     texts = TextCache(backend)
     texts.add([c for it in items for c in it.captions])
     val_text = texts([it.captions[0] for it in val_items]) if val_items else None
@@ -168,28 +244,36 @@ def train(cfg: TrainConfig, resume: bool = False, backend: ClapBackend | None = 
     out.mkdir(parents=True, exist_ok=True)
     history: list[dict] = []
     decoder.train()
+    extra = {"group_size": group, "world_size": world.size}
 
     def checkpoint(at: int) -> None:
-        save_training_state(out, decoder, optimizer, decoder_meta(backend, cfg, at))
-        save_decoder(out, decoder, decoder_meta(backend, cfg, at))
+        if main:
+            save_training_state(out, decoder, optimizer, decoder_meta(backend, cfg, at, extra))
+            save_decoder(out, decoder, decoder_meta(backend, cfg, at, extra))
 
     def log(record: dict) -> None:
         history.append(record)
-        with log_path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        if main:
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def val_loss() -> dict[str, float]:
+        return validate(backend, decoder, val_waves, val_text, cfg, group, world)
 
     if val_waves is not None and step == 0:
-        log({"step": 0, "val": validate(backend, decoder, val_waves, val_text, cfg)})
-    bar = tqdm(total=total, initial=step, desc="training decoder", disable=not cfg.progress, unit="step")
+        log({"step": 0, "val": val_loss()})
+    bar = tqdm(total=total, initial=step, desc="training decoder", disable=not progress, unit="step")
     t0, first = time.perf_counter(), step
     last_terms: dict[str, float] = {}
+    mine = dist_utils.rank_slice(cfg.batch_size, world)
     try:
         while step < total:
             epoch, pos = divmod(step, steps_per_epoch)
             order = epoch_order(len(train_items), cfg.seed, epoch)
-            idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+            idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size][mine]
             caps = [pick_caption(train_items[i], cfg.seed, epoch, i) for i in idx]
-            terms = lzs_step(backend, decoder, train_waves[idx], texts(caps), cfg.lambda1, cfg.lambda2)
+            terms = lzs_step(backend, model, train_waves[idx].to(world.device), texts(caps), cfg.lambda1,
+                             cfg.lambda2, group)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             if cfg.grad_clip:
@@ -197,17 +281,23 @@ def train(cfg: TrainConfig, resume: bool = False, backend: ClapBackend | None = 
             optimizer.step()
             step += 1
             last_terms = terms.as_floats()
+            if world.distributed:  # report the mean over ranks, i.e. the loss of the global batch
+                keys = list(last_terms)
+                summed = dist_utils.all_reduce_sum(world, torch.tensor([last_terms[k] for k in keys],
+                                                                       dtype=torch.float64))
+                last_terms = dict(zip(keys, (summed / world.size).tolist()))
             bar.update(1)
             bar.set_postfix(loss=f"{last_terms['total']:.4f}", mask=f"{last_terms['sparsity']:.2f}")
             if step % cfg.log_every == 0:
                 log({"step": step, "train": last_terms})
             end_of_epoch = step % steps_per_epoch == 0
             if val_waves is not None and (end_of_epoch or step == total):
-                log({"step": step, "val": validate(backend, decoder, val_waves, val_text, cfg)})
+                log({"step": step, "val": val_loss()})
             if step % cfg.checkpoint_every == 0 or step == total:
                 checkpoint(step)
+                dist_utils.barrier(world)  # the other ranks wait until the checkpoint is on disk
     except KeyboardInterrupt:
-        checkpoint(step)
+        checkpoint(step)  # rank 0 only; no collective here, the other ranks are being interrupted too
         bar.close()
         raise
     bar.close()
