@@ -86,7 +86,7 @@ def main() -> None:
     print("embedding rel. change librosa vs lmaczs front end:",
           float(np.abs(emb - emb_librosa).max() / np.abs(emb).max()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, clips=np.array(CLIPS), frames=FRAMES, logmel=ref[:, FRAMES],
+    np.savez_compressed(args.out, clips=np.array(CLIPS), frames=FRAMES, logmel=ref[:, FRAMES].astype(np.float32),
                         embedding=emb, **{f"block_means_{k}": m for k, m in enumerate(means)})
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")
 

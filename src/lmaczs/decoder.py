@@ -8,6 +8,9 @@ Architecture (sizes follow the backend, probed once with :meth:`ClapBackend.hidd
 
 Text conditioning is Stable-Diffusion-style cross-attention: spatial positions are queries, and the prompt
 embedding t is expanded into ``n_context`` learned context tokens (keys/values), so attention is not trivially 1.
+Every level also gets a FiLM scale/shift from t: with cross-attention alone (zero-initialised output, as in Stable
+Diffusion) the masks of all prompts start identical and L_ZS's gradients are symmetric between them, so the
+decoder stayed prompt-blind for hundreds of steps on the embedded model.
 The last layer maps the decoder's frequency grid onto the masking domain's bins (e.g. 96 → 1025 linear bins); it
 starts as linear interpolation and is learned.
 """
@@ -73,7 +76,9 @@ class CrossAttention(nn.Module):
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(min(8, c_out), c_out), nn.SiLU())
+    # no conv bias: the GroupNorm right after it would cancel it (and Adam would step it on float noise)
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out),
+                         nn.SiLU())
 
 
 def _up(c_in: int, c_out: int, stride: tuple[int, int]) -> nn.Module:
@@ -114,6 +119,9 @@ class MaskDecoder(nn.Module):
         self.ups = nn.ModuleList()
         self.fuse = nn.ModuleList()
         self.attn = nn.ModuleDict()
+        # FiLM (per-channel scale and shift from t) at every level: a direct multiplicative text path, so the
+        # masks of different prompts differ from the first step (cross-attention starts as the identity)
+        self.film = nn.ModuleList(nn.Linear(config.text_dim, 2 * w) for w in widths)
         for k, (shape, w) in enumerate(zip(shapes, widths)):
             if k > 0:
                 prev = shapes[k - 1]
@@ -153,6 +161,8 @@ class MaskDecoder(nn.Module):
                     x = F.interpolate(x, size=lat.shape[-2:], mode="bilinear", align_corners=False)
                 x = x + lat
             x = self.fuse[k](x)
+            gamma, beta = self.film[k](text).chunk(2, dim=-1)
+            x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
             if str(k) in self.attn:
                 x = self.attn[str(k)](x, context)
         for layer in self.head:

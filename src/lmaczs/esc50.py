@@ -166,3 +166,29 @@ def class_names(clips: Iterable[Esc50Clip]) -> list[str]:
     for c in clips:
         names[c.target] = c.category
     return [names[t] for t in sorted(names)]
+
+
+def grouped_folds(clips: Sequence[Esc50Clip], k: int = 5, seed: int = 0
+                  ) -> list[tuple[list[Esc50Clip], list[Esc50Clip]]]:
+    """``k`` (train, test) pairs for cross-validation: every ``src_file`` group is tested exactly once, and the
+    groups of each class are dealt round-robin over the folds (from a seeded shuffle), so classes spread evenly."""
+    if k < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, got {k}")
+    by_class: dict[int, dict[str, list[Esc50Clip]]] = {}
+    for c in clips:
+        by_class.setdefault(c.target, {}).setdefault(c.src_file, []).append(c)
+    rng = random.Random(seed)
+    fold_of: dict[str, int] = {}
+    offset = 0
+    for target in sorted(by_class):
+        groups = sorted(by_class[target])
+        rng.shuffle(groups)
+        for j, g in enumerate(groups):
+            fold_of[f"{target}/{g}"] = (offset + j) % k
+        offset += len(groups)  # continue the deal where the last class stopped: folds stay balanced in size
+    folds = []
+    for f in range(k):
+        test = [c for c in clips if fold_of[f"{c.target}/{c.src_file}"] == f]
+        train = [c for c in clips if fold_of[f"{c.target}/{c.src_file}"] != f]
+        folds.append((train, test))
+    return folds
