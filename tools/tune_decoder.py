@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--grid", nargs="+", default=["0.05,1", "0.1,1", "0.2,1"], help="λ1,λ2 pairs")
     ap.add_argument("--out", default="/tmp/lmaczs-tune")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--score-runs", nargs="+", help="only score these existing run directories (no training)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -70,6 +71,17 @@ def main() -> None:
     print(f"{len(val)} validation clips; {args.steps} steps per setting")
     print("| λ1 | λ2 | val L_ZS | acc | AI | AD | FF | Fid-In | MM (pred) | MM (unrelated) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    if args.score_runs:
+        from lmaczs.checkpoint import load_decoder
+
+        for run in args.score_runs:
+            decoder, meta = load_decoder(Path(run))
+            tc = meta["train_config"]
+            s = score(backend, decoder, waves, labels, prompts, seed=0)
+            print(f"| {tc['lambda1']} | {tc['lambda2']} | step {meta['step']}, lr {tc['lr']} | {s['acc']:.2f} | "
+                  f"{s['AI']:.1f} | {s['AD']:.1f} | {s['FF']:.3f} | {s['Fid-In']:.2f} | {s['MM']:.3f} | "
+                  f"{s['MM-unrelated']:.3f} |", flush=True)
+        return
     for pair in args.grid:
         l1, l2 = map(float, pair.split(","))
         out = Path(args.out) / f"l1_{l1}_l2_{l2}"

@@ -38,7 +38,7 @@ from . import __version__
 from .checkpoint import atomic_write, atomic_write_text
 from .distributed import env_world
 from .errors import DataError, LmacError
-from .explain import Explainer, Explanation, check_prompts
+from .explain import Explainer, Explanation, _Encoded, check_prompts
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 RUN_INFO = "run.json"
@@ -194,9 +194,9 @@ def explain_batch(ex: Explainer, files: Sequence[_Loaded], text: torch.Tensor, p
     masks = ex.decoder(text[rows], enc.hidden)
     out = []
     for f, c, a, b in zip(files, chosen, bounds[:-1], bounds[1:]):
-        window_probs = probs[a:b]
-        scores = dict(zip(prompts, map(float, window_probs.mean(0))))
-        out.append(ex._finish(f.wave, masks[a:b], f.starts, str(f.path), scores, prompts[c], None, window_probs))
+        enc_f = _Encoded(f.wave, f.starts, str(f.path), list(prompts), x[a:b], [h[a:b] for h in enc.hidden], text,
+                         probs[a:b], probs[a:b].mean(0))
+        out.append(ex._finish(enc_f, masks[a:b], prompts[c], None))
     return out
 
 

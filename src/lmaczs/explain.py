@@ -122,6 +122,21 @@ class Explanation:
         return paths
 
 
+@dataclass
+class _Encoded:
+    """One clip loaded, windowed and encoded: what every explanation of it shares."""
+
+    wave: torch.Tensor  # (N,) at the backend's rate
+    starts: list[int]  # window start samples
+    name: str
+    prompts: list[str]
+    x: torch.Tensor  # (W, T, F) masking-domain windows
+    hidden: list[torch.Tensor]  # 4 × (W, C, T_k, F_k)
+    text: torch.Tensor  # (P, D)
+    window_probs: torch.Tensor  # (W, P)
+    probs: torch.Tensor  # (P,) mean over windows
+
+
 class Explainer:
     """Zero-shot classification and LMAC-ZS explanations with one CLAP backend and its trained decoder.
 
@@ -209,26 +224,19 @@ class Explainer:
             contrast: explain ``target`` *rather than* this prompt: keeps what supports the target and not the
                 contrast prompt (mask ``M_target ⊙ (1 − M_contrast)``).
         """
-        if self.decoder is None:
-            raise CheckpointError("this Explainer has no decoder: load one with Explainer.load(clap, run_dir)")
+        self._require_decoder()
         prompts = check_prompts(prompts)
         for p, what in ((target, "target"), (contrast, "contrast")):
             if p is not None and p not in prompts:
                 raise PromptError(f"{what} prompt {p!r} is not among the prompts {prompts}")
-        wave, wins, starts, name = self._windows(audio, sample_rate)
-        x, _ = self.clap.analyze(wins)
-        enc = self.clap.encode_spec(x)
-        text = self.clap.embed_text(prompts)
-        window_probs = self._probs(enc.embedding, text)
-        probs = window_probs.mean(0)
-        chosen = target or prompts[int(probs.argmax())]
+        enc = self._encode(audio, prompts, sample_rate)
+        chosen = target or prompts[int(enc.probs.argmax())]
         if contrast == chosen:
             raise PromptError("contrast prompt must differ from the explained prompt")
-        masks = self._masks(text[prompts.index(chosen)], enc.hidden)
+        masks = self._masks(enc.text[prompts.index(chosen)], enc.hidden)
         if contrast is not None:
-            masks = masks * (1 - self._masks(text[prompts.index(contrast)], enc.hidden))
-        return self._finish(wave, masks, starts, name, dict(zip(prompts, map(float, probs))), chosen, contrast,
-                            window_probs)
+            masks = masks * (1 - self._masks(enc.text[prompts.index(contrast)], enc.hidden))
+        return self._finish(enc, masks, chosen, contrast)
 
     @torch.no_grad()
     def explain_topk(self, audio: AudioInput, prompts: Sequence[str], k: int = 3,
@@ -238,23 +246,15 @@ class Explainer:
         Each has the same ``scores``; ``prediction`` is the prompt its mask explains. ``k`` above the number of
         prompts explains them all.
         """
-        if self.decoder is None:
-            raise CheckpointError("this Explainer has no decoder: load one with Explainer.load(clap, run_dir)")
+        self._require_decoder()
         prompts = check_prompts(prompts)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise PromptError(f"top-k needs k >= 1, got {k!r}")
-        wave, wins, starts, name = self._windows(audio, sample_rate)
-        x, _ = self.clap.analyze(wins)
-        enc = self.clap.encode_spec(x)
-        text = self.clap.embed_text(prompts)
-        window_probs = self._probs(enc.embedding, text)
-        probs = window_probs.mean(0)
-        scores = dict(zip(prompts, map(float, probs)))
-        order = torch.argsort(probs, descending=True, stable=True)[:k].tolist()
+        enc = self._encode(audio, prompts, sample_rate)
+        order = torch.argsort(enc.probs, descending=True, stable=True)[:k].tolist()
         out = []
         for rank, i in enumerate(order, 1):
-            e = self._finish(wave, self._masks(text[i], enc.hidden), starts, name, scores, prompts[i], None,
-                             window_probs)
+            e = self._finish(enc, self._masks(enc.text[i], enc.hidden), prompts[i], None)
             e.extra["rank"] = rank
             out.append(e)
         return out
@@ -271,26 +271,34 @@ class Explainer:
         prompts = check_prompts(prompts)
         if target is not None and target not in prompts:
             raise PromptError(f"target prompt {target!r} is not among the prompts {prompts}")
-        wave, wins, starts, name = self._windows(audio, sample_rate)
-        x, _ = self.clap.analyze(wins)
-        text = self.clap.embed_text(prompts)
-        window_probs = self._probs(self.clap.encode_spec(x).embedding, text)
-        probs = window_probs.mean(0)
-        chosen = target or prompts[int(probs.argmax())]
-        idx = torch.full((x.shape[0],), prompts.index(chosen), dtype=torch.long, device=x.device)
-        masks = saliency(self.clap, x, text, idx)
-        e = self._finish(wave, masks, starts, name, dict(zip(prompts, map(float, probs))), chosen, None,
-                         window_probs)
+        enc = self._encode(audio, prompts, sample_rate)
+        chosen = target or prompts[int(enc.probs.argmax())]
+        idx = torch.full((enc.x.shape[0],), prompts.index(chosen), dtype=torch.long, device=enc.x.device)
+        masks = saliency(self.clap, enc.x, enc.text, idx)
+        e = self._finish(enc, masks, chosen, None)
         e.extra["method"] = method.lower()
         return e
+
+    def _require_decoder(self) -> None:
+        if self.decoder is None:
+            raise CheckpointError("this Explainer has no decoder: load one with Explainer.load(clap, run_dir)")
+
+    def _encode(self, audio: AudioInput, prompts: list[str], sample_rate: int | None) -> "_Encoded":
+        """Load, window and encode a clip once; score it against the prompts."""
+        wave, wins, starts, name = self._windows(audio, sample_rate)
+        x, _ = self.clap.analyze(wins)
+        enc = self.clap.encode_spec(x)
+        text = self.clap.embed_text(prompts)
+        window_probs = self._probs(enc.embedding, text)
+        return _Encoded(wave, starts, name, prompts, x, enc.hidden, text, window_probs, window_probs.mean(0))
 
     def _masks(self, text_row: torch.Tensor, hidden: list[torch.Tensor]) -> torch.Tensor:
         return self.decoder(text_row.expand(hidden[0].shape[0], -1), hidden)
 
-    def _finish(self, wave: torch.Tensor, masks: torch.Tensor, starts: list[int], name: str,
-                scores: dict[str, float], chosen: str, contrast: str | None, window_probs: torch.Tensor
-                ) -> Explanation:
+    def _finish(self, enc: "_Encoded", masks: torch.Tensor, chosen: str, contrast: str | None) -> Explanation:
         """Stitch window masks onto the whole clip and synthesise the listenable audio."""
+        wave, starts, name, window_probs = enc.wave, enc.starts, enc.name, enc.window_probs
+        scores = dict(zip(enc.prompts, map(float, enc.probs)))
         n = wave.shape[0]
         stft_cfg = self.clap.front.stft
         norm_wave = peak_normalize(wave)[0] if self.clap.peak_normalize else wave
