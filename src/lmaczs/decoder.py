@@ -122,6 +122,13 @@ class MaskDecoder(nn.Module):
         # FiLM (per-channel scale and shift from t) at every level: a direct multiplicative text path, so the
         # masks of different prompts differ from the first step (cross-attention starts as the identity)
         self.film = nn.ModuleList(nn.Linear(config.text_dim, 2 * w) for w in widths)
+        # Text-audio agreement map: the deepest hidden map projected into the text space, cosine with t at every
+        # position. It enters the deepest features and, upsampled, biases the mask logits, so a prompt that
+        # matches nothing in the clip can switch the whole mask off (the paper's "unrelated prompt → empty mask").
+        self.match = nn.Conv2d(shapes[0][0], config.text_dim, 1)
+        self.match_in = nn.Conv2d(1, widths[0], 1)
+        self.match_gain = nn.Parameter(torch.tensor(4.0))
+        self.match_bias = nn.Parameter(torch.tensor(0.0))
         for k, (shape, w) in enumerate(zip(shapes, widths)):
             if k > 0:
                 prev = shapes[k - 1]
@@ -150,11 +157,13 @@ class MaskDecoder(nn.Module):
         b = text.shape[0]
         context = self.context(text).view(b, self.config.n_context, self.config.context_dim)
         feats = list(reversed(hidden))
+        agree = torch.einsum("bdtf,bd->btf", F.normalize(self.match(feats[0]), dim=1),
+                             F.normalize(text, dim=-1))[:, None]  # (B, 1, T_4, F_4) cosine in [-1, 1]
         x = None
         for k, h in enumerate(feats):
             lat = self.lateral[k](h)
             if x is None:
-                x = lat
+                x = lat + self.match_in(agree)
             else:
                 x = self.ups[k - 1](x)
                 if x.shape[-2:] != lat.shape[-2:]:
@@ -169,7 +178,9 @@ class MaskDecoder(nn.Module):
             x = layer(x)
         t_mask, _ = self.config.mask_shape
         x = F.interpolate(x, size=(t_mask, self.f_grid), mode="bilinear", align_corners=False)
-        logits = self.freq_map(self.to_mask(x).squeeze(1))
+        gate = F.interpolate(agree, size=(t_mask, self.f_grid), mode="bilinear", align_corners=False)
+        gate = self.match_gain * gate + self.match_bias
+        logits = self.freq_map((self.to_mask(x) + gate).squeeze(1))
         return torch.sigmoid(logits)
 
 

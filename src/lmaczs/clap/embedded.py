@@ -193,6 +193,10 @@ class EmbeddedClap(ClapBackend):
     def logit_scale(self) -> torch.Tensor:
         return self.log_logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
+    def randomizable_blocks(self) -> list[nn.Module]:
+        """The four aisfx conv blocks, shallow → deep."""
+        return list(self.backbone.blocks)
+
     def describe(self) -> dict:
         return {**super().describe(), "embed_dim": int(self.config["embed_dim"]),
                 "finetune_block4": bool(self.config["finetune_block4"])}

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..audio import Stft, mel_filterbank
 from ..errors import BackendError, PromptError
@@ -222,6 +223,10 @@ class HfClap(ClapBackend):
     def logit_scale(self) -> torch.Tensor:
         """``exp(logit_scale_a)``: the scale of ``ClapModel.logits_per_audio``."""
         return self.model.logit_scale_a.exp()
+
+    def randomizable_blocks(self) -> list[nn.Module]:
+        """The HTSAT Swin stages, shallow → deep."""
+        return list(self.model.audio_model.audio_encoder.layers)
 
 
 __all__ = ["Float64Stft", "HfClap", "unfold_htsat", "power_to_db"]

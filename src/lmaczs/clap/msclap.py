@@ -343,6 +343,10 @@ class MsClap2022(ClapBackend):
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale.exp()
 
+    def randomizable_blocks(self) -> list[nn.Module]:
+        """CNN14's conv_block1..6, shallow → deep."""
+        return list(self.model.audio_encoder.base.blocks())
+
     @property
     def embed_dim(self) -> int:
         return self.config.d_proj
