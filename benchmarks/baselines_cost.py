@@ -6,22 +6,14 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from lmaczs.baselines import METHODS, get_method
 from lmaczs.clap import load_backend
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from lmaczs.evaluate import classify_batch, prepare, score_method
 from lmaczs.methods import ALL_METHODS, LABELS, build_methods
@@ -34,14 +35,6 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _hwm_kib() -> int | None:

@@ -10,7 +10,7 @@ import pytest
 from lmaczs.cli import main
 from lmaczs.errors import PromptError
 from lmaczs.explain import Explainer
-from web_fixtures import esc50_clip, make_tiny_run, tone
+from web_fixtures import dog, make_tiny_run, tone  # noqa: F401 (dog is a fixture)
 
 PROMPTS = ["dog barking", "rain", "church bells", "a cat meowing"]
 
@@ -25,12 +25,6 @@ def ex(run_dir):
     return Explainer.load(None, run_dir)
 
 
-@pytest.fixture(scope="module")
-def dog():
-    clip = esc50_clip("dog")
-    if clip is None:
-        pytest.skip("real audio absent: ../shared/data/esc50 not found")
-    return clip
 
 
 def test_contrast_is_target_mask_times_one_minus_contrast_mask(ex):

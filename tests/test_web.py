@@ -11,7 +11,7 @@ import soundfile as sf
 from lmaczs.cli import build_parser
 from lmaczs.explain import Explainer
 from lmaczs.web import NONE, OUTPUT_ORDER, TOP, Demo, baseline_names
-from web_fixtures import esc50_clip, make_tiny_run, tone
+from web_fixtures import dog, make_tiny_run, tone  # noqa: F401 (dog is a fixture)
 
 PROMPTS = "dog barking\nrain\n\n  church bells  \n"
 
@@ -21,12 +21,6 @@ def ex(tmp_path_factory):
     return Explainer.load(None, make_tiny_run(tmp_path_factory.mktemp("run")))
 
 
-@pytest.fixture(scope="module")
-def dog():
-    clip = esc50_clip("dog")
-    if clip is None:
-        pytest.skip("real audio absent: ../shared/data/esc50 not found")
-    return clip
 
 
 def outputs(values) -> dict:

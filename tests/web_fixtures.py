@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -59,3 +60,12 @@ def tone(seconds: float = 2.0, sr: int = 8000) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (0.5 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
             ).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def dog():
+    """A real ESC-50 dog clip (skips when ../shared/data is absent)."""
+    clip = esc50_clip("dog")
+    if clip is None:
+        pytest.skip("real audio absent: ../shared/data/esc50 not found")
+    return clip

@@ -101,3 +101,17 @@ def grad_wrt(output: torch.Tensor, wrt: torch.Tensor, method: str) -> torch.Tens
         raise LmacError(f"{method}: the backend's last hidden block is not on the embedding's path; "
                         "this backend cannot be explained with a CAM method")
     return g
+
+
+class CamMethod(SaliencyMethod):
+    """A class-activation map on the last audio block: subclasses give ``cam_map(A, ∂y/∂A) -> (B, T_k, F_k)``;
+    the map is upsampled bilinearly to ``(T, F)``. One forward + backward."""
+
+    @staticmethod
+    def cam_map(hidden: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def attribute(self, backend, x, text_emb, target):
+        y, hidden = target_logit_and_hidden(backend, x, text_emb, target)
+        cam = self.cam_map(hidden, grad_wrt(y, hidden, self.name))
+        return upsample(cam.unsqueeze(1), tuple(x.shape[1:])).squeeze(1)

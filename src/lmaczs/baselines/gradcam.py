@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import SaliencyMethod, grad_wrt, target_logit_and_hidden, upsample
+from .base import CamMethod
 
 
 def gradcam_map(hidden: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -13,12 +13,8 @@ def gradcam_map(hidden: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     return (weights * hidden).sum(dim=1).relu()
 
 
-class GradCam(SaliencyMethod):
+class GradCam(CamMethod):
     """GradCAM on ``encode_spec(x).hidden[-1]``, upsampled bilinearly to ``(T, F)``. One forward + backward."""
 
     name = "gradcam"
-
-    def attribute(self, backend, x, text_emb, target):
-        y, hidden = target_logit_and_hidden(backend, x, text_emb, target)
-        cam = gradcam_map(hidden, grad_wrt(y, hidden, self.name))
-        return upsample(cam.unsqueeze(1), tuple(x.shape[1:])).squeeze(1)
+    cam_map = staticmethod(gradcam_map)

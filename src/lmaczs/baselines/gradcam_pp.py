@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import SaliencyMethod, grad_wrt, target_logit_and_hidden, upsample
+from .base import CamMethod
 
 
 def gradcam_pp_map(hidden: torch.Tensor, grads: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -21,12 +21,8 @@ def gradcam_pp_map(hidden: torch.Tensor, grads: torch.Tensor, eps: float = 1e-6)
     return (weights * hidden).sum(dim=1).relu()
 
 
-class GradCamPlusPlus(SaliencyMethod):
+class GradCamPlusPlus(CamMethod):
     """GradCAM++ on ``encode_spec(x).hidden[-1]``, upsampled bilinearly to ``(T, F)``. One forward + backward."""
 
     name = "gradcam++"
-
-    def attribute(self, backend, x, text_emb, target):
-        y, hidden = target_logit_and_hidden(backend, x, text_emb, target)
-        cam = gradcam_pp_map(hidden, grad_wrt(y, hidden, self.name))
-        return upsample(cam.unsqueeze(1), tuple(x.shape[1:])).squeeze(1)
+    cam_map = staticmethod(gradcam_pp_map)
