@@ -33,6 +33,7 @@ from torch import nn
 from ..audio import Stft, mel_filterbank
 from ..errors import BackendError, PromptError
 from .base import AudioEncoding, ClapBackend, MelFrontEnd, freeze
+from .hf_loading import quiet_transformers_load
 
 if TYPE_CHECKING:
     from transformers import ClapFeatureExtractor, ClapModel, PreTrainedTokenizerBase
@@ -143,27 +144,15 @@ class HfClap(ClapBackend):
             BackendError: no such directory/cached model, a file missing, or not a CLAP checkpoint.
         """
         from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
-        from transformers.utils import logging as hf_logging
-
         root = _resolve_dir(str(name_or_dir), cache_dir)
         spec = f"hf:{root if Path(str(name_or_dir)).expanduser().is_dir() else name_or_dir}"
         for needed in ("config.json", "preprocessor_config.json"):
             if not (root / needed).is_file():
                 raise BackendError(f"{spec}: {needed} is missing from {root}")
-        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()  # no weight-loading chatter
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_transformers_load(f"{spec}: cannot load a CLAP checkpoint from {root}"):
             model = ClapModel.from_pretrained(str(root), local_files_only=True)
             extractor = ClapFeatureExtractor.from_pretrained(str(root), local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True)
-        except Exception as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BackendError(f"{spec}: cannot load a CLAP checkpoint from {root}: {msg}") from None
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if bars:
-                hf_logging.enable_progress_bar()
         return cls(model.float(), extractor, tokenizer, spec)
 
     # -- windows -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BackendError, PromptError
+from .hf_loading import quiet_transformers_load
 
 MINILM_DIM = 384
 MAX_TOKENS = 256  # sentence_bert_config.json: max_seq_length
@@ -39,24 +40,12 @@ class MiniLmEncoder(nn.Module):
     def __init__(self, model_dir: str | Path | None = None, cache_size: int = 4096):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
         root = Path(model_dir) if model_dir is not None else minilm_dir()
         if not (root / "config.json").is_file():
             raise BackendError(f"MiniLM text model not found in {root}")
-        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_transformers_load(f"cannot load the MiniLM text model from {root}"):
             self.tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True)
             self.model = AutoModel.from_pretrained(str(root), local_files_only=True)
-        except Exception as exc:  # transformers raises many types for broken model dirs
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BackendError(f"cannot load the MiniLM text model from {root}: {msg}") from None
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if bars:
-                hf_logging.enable_progress_bar()
         self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
