@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import soundfile as sf
 
 from conftest import HAVE_ESC50, TINY_WIDTHS, esc50_paths
@@ -168,3 +169,20 @@ def test_console_script(clips, tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     _assert_one_line_error(bad.returncode, bad.stderr)
     assert "missing.wav" in bad.stderr and bad.stdout == ""
+
+
+def test_export_ships_weights_and_json_only(capsys, clips, tiny_run, tmp_path):
+    """`export --fp16` copies a run's decoder without its training state; it explains like the run."""
+    from safetensors.torch import load_file
+
+    from lmaczs.explain import Explainer
+
+    dest = tmp_path / "shipped"
+    code, out, err = _run(capsys, "export", tiny_run.path, "--to", dest, "--fp16")
+    assert code == 0, err
+    assert sorted(p.name for p in dest.iterdir()) == ["decoder.json", "decoder.safetensors"]
+    assert all(t.dtype in (torch.float16, torch.int64) for t in load_file(str(dest / "decoder.safetensors")).values())
+    prompts = ["a dog barking", "rain"]
+    full = Explainer.load(None, tiny_run.path).explain(clips[0], prompts, target="rain")
+    half = Explainer.load("tiny:0", dest).explain(clips[0], prompts, target="rain")
+    assert abs(full.mask - half.mask).max() < 5e-3
