@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 from lmaczs import Explainer, esc50
-from lmaczs.train import prepare
 
 
 @torch.no_grad()
@@ -34,7 +33,7 @@ def main() -> None:
     rows = []
     for clip in esc50.select(clips, splits=["B"], targets="odd"):
         wave = b.fit_window(__import__("lmaczs.audio", fromlist=["load_audio"]).load_audio(clip.path, b.sample_rate))
-        x, _ = b.analyze(prepare(b, wave[None]))
+        x, _ = b.analyze(b.prepare(wave[None]))
         enc = b.encode_spec(x)
         c = int((enc.embedding @ text.T).argmax())
         u = rng.choice([j for j in range(len(prompts)) if j != c])

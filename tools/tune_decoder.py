@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 
 from lmaczs import esc50
+from lmaczs.checkpoint import load_decoder
 from lmaczs.clap import load_backend
 from lmaczs.data import load_items, load_windows, split_by_group
-from lmaczs.metrics import per_example_metrics, summarize
-from lmaczs.train import TrainConfig, prepare, train
+from lmaczs.metrics import per_example_metrics, summarize, zero_shot_probs
+from lmaczs.train import TrainConfig, train
 
 
 @torch.no_grad()
@@ -29,15 +30,15 @@ def score(backend, decoder, waves: torch.Tensor, labels: list[int], prompts: lis
     rng = random.Random(seed)
     rows: dict[str, list[torch.Tensor]] = {}
     for k in range(0, waves.shape[0], 8):
-        x, _ = backend.analyze(prepare(backend, waves[k:k + 8]))
+        x, _ = backend.analyze(backend.prepare(waves[k:k + 8]))
         enc = backend.encode_spec(x)
         p = torch.softmax(backend.logit_scale * enc.embedding @ text.T, -1)
         c = p.argmax(-1)
         m = decoder(text[c], enc.hidden)
         other = torch.tensor([rng.choice([j for j in range(len(prompts)) if j != int(ci)]) for ci in c])
         m_other = decoder(text[other], enc.hidden)
-        probs = lambda xx: torch.softmax(backend.logit_scale * backend.encode_spec(xx).embedding @ text.T, -1)
-        per = per_example_metrics(p, probs(m * x), probs((1 - m) * x), c, m)
+        per = per_example_metrics(p, zero_shot_probs(backend, m * x, text), zero_shot_probs(backend, (1 - m) * x, text),
+                                  c, m)
         per["MM-unrelated"] = m_other.flatten(1).mean(1)
         per["acc"] = (c == torch.tensor(labels[k:k + 8])).float()
         for key, v in per.items():
@@ -72,8 +73,6 @@ def main() -> None:
     print("| λ1 | λ2 | val L_ZS | acc | AI | AD | FF | Fid-In | MM (pred) | MM (unrelated) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     if args.score_runs:
-        from lmaczs.checkpoint import load_decoder
-
         for run in args.score_runs:
             decoder, meta = load_decoder(Path(run))
             tc = meta["train_config"]
@@ -89,8 +88,6 @@ def main() -> None:
                           epochs=1000, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           lambda1=l1, lambda2=l2, progress=False, checkpoint_every=10_000)
         summary = train(cfg, resume=(out / "checkpoint.safetensors").exists(), backend=backend)
-        from lmaczs.checkpoint import load_decoder
-
         decoder, _ = load_decoder(out)
         s = score(backend, decoder, waves, labels, prompts, seed=0)
         val_loss = summary["val_last"]["total"] if summary["val_last"] else float("nan")

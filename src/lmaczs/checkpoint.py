@@ -44,7 +44,7 @@ def atomic_write(path: Path, write: Any) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def save_decoder(run_dir: Path, decoder: MaskDecoder, meta: dict, dtype: torch.dtype = torch.float32) -> None:

@@ -31,7 +31,6 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import torch
 
-from .audio import peak_normalize
 from .checkpoint import atomic_write_text, load_decoder
 from .clap import EMBEDDED, ClapBackend
 from .conditions import CONDITIONS, SNR_DB, Conditions, check_conditions
@@ -150,11 +149,6 @@ def eval_clips(cfg: EvalConfig) -> tuple[list[Esc50Clip], list[Esc50Clip], list[
 
 def speech_dir(cfg: EvalConfig) -> Path:
     return Path(cfg.speech) if cfg.speech else Path(cfg.data).resolve().parent / "ljspeech"
-
-
-def prepare(backend: ClapBackend, waves: torch.Tensor) -> torch.Tensor:
-    """The backend's wave normalisation (as in training). ``(B, N)`` → ``(B, N)``."""
-    return peak_normalize(waves)[0] if backend.peak_normalize else waves
 
 
 # -- results files --------------------------------------------------------------------------------------------
@@ -321,7 +315,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
                 continue
             made = [cond.apply(condition, clip) for clip in batch]
             waves = torch.stack([w for w, _ in made]).to(device)
-            x, _ = backend.analyze(prepare(backend, waves))
+            x, _ = backend.analyze(backend.prepare(waves))
             enc, p, c = classify_batch(backend, x, text)
             steps = cfg.curve_steps if condition in cfg.curve_conditions else 0
             for key in keys:  # one method at a time, each written as soon as it is done
@@ -382,7 +376,7 @@ def run_localization(cfg: EvalConfig, backend: ClapBackend, methods: dict[str, M
                    for a, b, first in batch]
         waves = torch.stack([sp.wave for sp in spliced]).to(device)
         with torch.no_grad():
-            x, _ = backend.analyze(prepare(backend, waves))
+            x, _ = backend.analyze(backend.prepare(waves))
             enc, _, pred = classify_batch(backend, x, text)
         region = torch.stack([region_frames(sp.span, x.shape[1], hop) for sp in spliced]).to(device)
         targets = torch.tensor([index[a.target] for a, _, _ in batch], device=device)
@@ -433,7 +427,7 @@ def run_sanity_checks(cfg: EvalConfig, backend: ClapBackend, decoder, ablation, 
     sample = [clips[i] for i in chosen]
     waves = torch.stack([cond.window(c.path) for c in sample]).to(cfg.device)
     with torch.no_grad():
-        x, _ = backend.analyze(prepare(backend, waves))
+        x, _ = backend.analyze(backend.prepare(waves))
     labels = torch.tensor([index[c.target] for c in sample])
     return run_sanity(backend, methods, x, labels, text, prompts, out, seed=cfg.seed,
                       prompts_per_clip=cfg.sanity_prompts, batch=cfg.batch_size,
@@ -568,7 +562,7 @@ def write_outputs(out: Path, tables: dict) -> None:
               f"- data: `{s['data']}`, split {s['split']}, {s['targets']} targets, {tables['clips']} clips, "
               f"{tables['prompts']} prompts (\"this is the sound of <class>\")",
               f"- conditions: {', '.join(tables['conditions'])}; contaminated at {s['snr_db']} dB SNR, seed {s['seed']}",
-              f"- baselines: " + "; ".join(f"{k} {json.dumps({o: v for o, v in d.items() if o != 'key'})}"
+              "- baselines: " + "; ".join(f"{k} {json.dumps({o: v for o, v in d.items() if o != 'key'})}"
                                           for k, d in base.items()),
               f"- deletion/insertion curves: {s['curve_steps']} steps, on "
               f"{', '.join(s['curve_conditions']) or 'no condition'} (– elsewhere)",

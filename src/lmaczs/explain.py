@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .audio import AudioInput, load_audio, peak_normalize
+from .audio import AudioInput, load_audio
 from .checkpoint import atomic_write, atomic_write_text, load_decoder
 from .clap import ClapBackend, load_backend
 from .decoder import MaskDecoder
@@ -194,9 +194,7 @@ class Explainer:
             wins = self.clap.fit_window(wave)[None]
         else:
             wins = torch.stack([padded[s:s + self.clap.num_samples] for s in starts])
-        if self.clap.peak_normalize:
-            wins = peak_normalize(wins)[0]
-        return wave, wins, starts, name
+        return wave, self.clap.prepare(wins), starts, name
 
     @torch.no_grad()
     def _probs(self, embedding: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -301,7 +299,7 @@ class Explainer:
         scores = dict(zip(enc.prompts, map(float, enc.probs)))
         n = wave.shape[0]
         stft_cfg = self.clap.front.stft
-        norm_wave = peak_normalize(wave)[0] if self.clap.peak_normalize else wave
+        norm_wave = self.clap.prepare(wave[None])[0]
         gain = wave.abs().max() / norm_wave.abs().max().clamp_min(1e-12)
         stft = stft_cfg.forward(norm_wave[None])
         domain = self.clap.domain

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from . import __version__
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write_text
 from .errors import LmacError
 from .explain import Explanation
 
@@ -185,5 +185,5 @@ def write_report(explanations: Sequence[Explanation], path: str | os.PathLike,
     """Write one self-contained HTML file for ``explanations`` atomically. Returns its path."""
     path = Path(path)
     text = render_report(explanations, title)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_text(path, text)
     return path

@@ -17,7 +17,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from . import distributed as dist_utils
-from .audio import peak_normalize
 from .checkpoint import CHECKPOINT, load_training_state, save_decoder, save_training_state
 from .clap import ClapBackend, load_backend
 from .data import CaptionedClip, load_items, load_windows, split_by_group
@@ -66,11 +65,6 @@ class TrainConfig:
                    "lambda1", "lambda2", "val_fraction", "seed", "widths")
 
 
-def prepare(backend: ClapBackend, waves: torch.Tensor) -> torch.Tensor:
-    """Per-backend wave normalisation before analysis. ``(B, N) -> (B, N)``."""
-    return peak_normalize(waves)[0] if backend.peak_normalize else waves
-
-
 def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, text: torch.Tensor,
              lambda1: float, lambda2: float, group_size: int | None = None) -> LossTerms:
     """L_ZS on one batch: ``waves (B, num_samples)``, ``text (B, D)`` unit-norm caption embeddings.
@@ -86,7 +80,7 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
         raise DataError(f"a batch of {b} clips cannot be cut into groups of {g}")
     n = b // g
     with torch.no_grad():
-        x, _ = backend.analyze(prepare(backend, waves))
+        x, _ = backend.analyze(backend.prepare(waves))
         clean = backend.encode_spec(x)
     first = torch.arange(n, device=waves.device).repeat_interleave(g * g) * g  # first clip of each pair's group
     ti = first + torch.arange(g, device=waves.device).repeat_interleave(g).repeat(n)  # text i of the pair

@@ -18,7 +18,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import nn
 
-from ..audio import Stft
+from ..audio import Stft, peak_normalize
 
 PadMode = Literal["zero", "repeat"]
 
@@ -185,6 +185,10 @@ class ClapBackend(nn.Module, ABC):
         if wave.shape[-1] >= self.num_samples:
             return wave[..., : self.num_samples]
         return torch.nn.functional.pad(wave, (0, self.num_samples - wave.shape[-1]))
+
+    def prepare(self, waves: torch.Tensor) -> torch.Tensor:
+        """The backend's wave normalisation before analysis (peak 1 when ``peak_normalize``). ``(B, N)`` → same."""
+        return peak_normalize(waves)[0] if self.peak_normalize else waves
 
     def analyze(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, num_samples)`` → ``(X (B, T, F), complex STFT (B, T, F_lin))`` in the current domain."""

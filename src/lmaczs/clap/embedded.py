@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -59,19 +57,6 @@ def default_config() -> dict:
     """Architecture of a fresh model (``clap.json`` holds these keys plus provenance)."""
     return {"format": FORMAT, "embed_dim": 256, "audio_hidden": 512, "text_hidden": 0, "dropout": 0.0,
             "finetune_block4": False, "init_logit_scale": 1 / 0.07}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class EmbeddedClap(ClapBackend):
@@ -162,13 +147,15 @@ class EmbeddedClap(ClapBackend):
 
     def save(self, out_dir: str | Path, extra: dict | None = None, half: bool = False) -> Path:
         """Write ``clap.safetensors`` + ``clap.json`` atomically into ``out_dir``. Returns the directory."""
-        from safetensors.torch import save
+        from safetensors.torch import save_file
+
+        from ..checkpoint import atomic_write, atomic_write_text
 
         out = Path(out_dir)
         state = self.trained_state(half)
-        _atomic_write(out / WEIGHTS, save(state, metadata={"format": FORMAT}))
+        atomic_write(out / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
         config = {**self.config, **(extra or {}), "weights_dtype": "float16" if half else "float32"}
-        _atomic_write(out / CONFIG, (json.dumps(config, indent=2) + "\n").encode())
+        atomic_write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
         return out
 
     # -- the model ----------------------------------------------------------------------------------
