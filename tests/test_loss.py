@@ -88,3 +88,41 @@ def test_random_batch_matches_loop_reference_and_backpropagates():
     terms.total.backward()
     assert masked.grad.abs().sum() > 0
     torch.testing.assert_close(masks.grad, torch.full_like(masks, 0.3 / masks.numel()))
+
+
+# -- silence baseline: evidence above the empty input ------------------------------------------------------
+
+def test_silence_baseline_by_hand():
+    # b = [0.7, 0.7]; C − b = [[−0.1, 0.1], [0.1, −0.1]] → target max(·, 0) = [[0, 0.1], [0.1, 0]]
+    # t·e − b = [[0.3, −0.7], [0.1, 0.3]];  |target − (t·e − b)| = [[0.3, 0.8], [0.0, 0.3]] → mean 0.35
+    terms = lzs_loss(T, A, E, MASKS, lambda1=0.0, lambda2=0.0, baseline=torch.tensor([0.7, 0.7]))
+    assert terms.similarity.item() == pytest.approx(0.35)
+    # the other terms do not depend on the baseline
+    plain = lzs_loss(T, A, E, MASKS, lambda1=0.5, lambda2=2.0)
+    with_b = lzs_loss(T, A, E, MASKS, lambda1=0.5, lambda2=2.0, baseline=torch.tensor([0.7, 0.7]))
+    assert with_b.diversity.item() == pytest.approx(plain.diversity.item())
+    assert with_b.sparsity.item() == pytest.approx(plain.sparsity.item())
+
+
+def test_silence_baseline_makes_the_empty_mask_exact_for_unrelated_pairs():
+    # text [1, 0] vs a clip it does not describe (C = 0); silence embeds as s with tᵀs = 0.6 > C.
+    t, a, s = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([0.6, 0.8])
+    empty = s.view(1, 1, 2)  # an all-zero mask gives the silence embedding
+    masks = torch.zeros(1, 1, 2, 2)
+    assert lzs_loss(t, a, empty, masks, 0.0, 0.0, baseline=t @ s).similarity.item() == pytest.approx(0.0)
+    assert lzs_loss(t, a, empty, masks, 0.0, 0.0).similarity.item() == pytest.approx(0.6)  # the paper's term
+    # keeping the clip (e = a) now costs |0 − (0 − 0.6)| = 0.6: the empty mask is the better explanation
+    assert lzs_loss(t, a, a.view(1, 1, 2), masks, 0.0, 0.0, baseline=t @ s).similarity.item() == pytest.approx(0.6)
+
+
+def test_silence_baseline_matches_loop_reference():
+    g = torch.Generator().manual_seed(1)
+    norm = torch.nn.functional.normalize
+    b, d = 3, 5
+    text, audio = norm(torch.randn(b, d, generator=g), dim=-1), norm(torch.randn(b, d, generator=g), dim=-1)
+    masked = norm(torch.randn(b, b, d, generator=g), dim=-1)
+    base = torch.randn(b, generator=g) * 0.3
+    ref = sum(abs(max(float(text[i] @ audio[j] - base[i]), 0.0) - float(text[i] @ masked[i, j] - base[i]))
+              for i, j in itertools.product(range(b), repeat=2)) / b ** 2
+    terms = lzs_loss(text, audio, masked, torch.rand(b, b, 2, 2, generator=g), 0.0, 0.0, baseline=base)
+    assert terms.similarity.item() == pytest.approx(ref, abs=1e-6)

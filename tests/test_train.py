@@ -304,3 +304,19 @@ def test_copy_of_run_still_loads(tiny_run, tmp_path):
     shutil.copytree(tiny_run.path, copy)
     decoder, meta = load_decoder(copy)
     assert meta["step"] == 40 and decoder.config.mask_shape == (126, 129)
+
+
+def test_runs_from_before_the_baseline_option_resume_as_the_papers_loss(captions_csv, tmp_path):
+    """A checkpoint whose train_config has no "baseline" (older lmaczs) was trained with the paper's L_ZS."""
+    out = tmp_path / "run"
+    train(_cfg(captions_csv, out, max_steps=2, baseline="none"))
+    path = out / "checkpoint.safetensors"
+    with safe_open(str(path), framework="pt") as fh:
+        info = fh.metadata()
+    meta = json.loads(info["meta"])
+    del meta["train_config"]["baseline"]
+    from safetensors.torch import save_file
+    save_file(load_file(str(path)), str(path), metadata={**info, "meta": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="baseline"):
+        train(_cfg(captions_csv, out, max_steps=3), resume=True)  # the default, "silence", differs
+    assert train(_cfg(captions_csv, out, max_steps=3, baseline="none"), resume=True)["steps"] == 3

@@ -97,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(clap=args.clap, data=args.data, out=args.out, domain=args.domain, splits=args.splits,
                       folds=args.folds, targets=args.targets, epochs=args.epochs, max_steps=args.max_steps,
                       batch_size=args.batch_size, lr=args.lr, lambda1=args.lambda1, lambda2=args.lambda2,
-                      val_fraction=args.val_fraction, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      baseline=args.baseline, val_fraction=args.val_fraction, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       widths=args.widths, progress=not args.quiet, group_size=args.group_size,
                       device=args.device)
     summary = train(cfg, resume=args.resume)
@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--lambda1", type=float, default=0.1, help="weight of the mask L1 (sparsity) term")
     p.add_argument("--lambda2", type=float, default=1.0, help="weight of the diversity term D")
+    p.add_argument("--baseline", default="silence", choices=["silence", "none"],
+                   help="silence (default): match each prompt's similarity above its similarity to an empty "
+                        "input, so unrelated prompts get empty masks; none: the paper's L_ZS as published")
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=50)

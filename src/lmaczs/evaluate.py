@@ -615,7 +615,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--sanity", action="store_true", help="also run the sanity checks (figures + numbers)")
     p.add_argument("--sanity-clips", type=int, default=EvalConfig.sanity_clips)
     p.add_argument("--localization", action="store_true", help="also run the ground-truth localisation test")
-    p.add_argument("--ablation-decoder", help="run directory of a decoder trained with λ2 = 0 (diversity ablation)")
+    p.add_argument("--ablation-decoder", help="run directory of a second decoder to compare (an ablation, e.g. one "
+                   "trained with the paper's L_ZS: --baseline none), reported as 'LMAC-ZS (ablation)'")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

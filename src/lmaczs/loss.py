@@ -6,6 +6,13 @@ with C_ij = t_iᵀ a_j the clean cosine similarity, e_ij = f_audio(M(t_i, h_j) �
 audio j masked under text i, and D reusing the (j, i) passes: e_ji is audio i masked under text j. The paper writes
 sums; we use means so λ1, λ2 do not depend on the batch size or the mask size (the L1 term as in L-MAC's code).
 Embeddings are L2-normalised (cosine similarity, C ∈ [−1, 1]); the logit scale plays no part in the loss.
+
+Silence baseline (our extension, ``baseline`` below): with b_i = t_iᵀ f_audio(0), the similarity of text i to an
+empty (all-masked) input, the first term becomes mean_ij |max(C_ij − b_i, 0) − (t_iᵀ e_ij − b_i)|: the mask must
+keep the *evidence for text i above silence*. A pair whose clean similarity is at or below silence level has target
+0, which the empty mask reaches exactly, so the sparsity term drives unrelated prompts' masks towards empty. Without
+it, a CLAP whose silence similarity varies across prompts as much as unrelated clips' similarities do (ours) is best
+served by one prompt-agnostic mask that keeps the salient content for every prompt (docs/model-card.md).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ class LossTerms:
 
 
 def lzs_loss(text: torch.Tensor, audio: torch.Tensor, masked: torch.Tensor, masks: torch.Tensor,
-             lambda1: float, lambda2: float) -> LossTerms:
+             lambda1: float, lambda2: float, baseline: torch.Tensor | None = None) -> LossTerms:
     """L_ZS for one batch.
 
     Args:
@@ -37,9 +44,14 @@ def lzs_loss(text: torch.Tensor, audio: torch.Tensor, masked: torch.Tensor, mask
         masks: ``(B, B, T, F)`` the masks M(t_i, h_j) (only their mean is used).
         lambda1: weight of the sparsity term.
         lambda2: weight of the diversity term (0 disables it; it needs B ≥ 2).
+        baseline: optional ``(B,)`` similarities b_i of each text to the empty input; given, the first term
+            compares evidence above silence (module docstring).
     """
     clean = text @ audio.T  # (B, B): C_ij
     kept = torch.einsum("id,ijd->ij", text, masked)  # t_iᵀ e_ij
+    if baseline is not None:
+        clean = (clean - baseline[:, None]).clamp(min=0)
+        kept = kept - baseline[:, None]
     similarity = (clean - kept).abs().mean()
     sparsity = masks.mean()
     b = text.shape[0]

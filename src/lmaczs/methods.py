@@ -20,10 +20,10 @@ from .clap import ClapBackend
 from .decoder import MaskDecoder
 from .errors import LmacError
 
-LMACZS, ABLATION = "lmaczs", "lmaczs-nodiv"
+LMACZS, ABLATION = "lmaczs", "lmaczs-ablation"  # ABLATION: a second decoder, compared side by side
 
 LABELS: dict[str, str] = {
-    LMACZS: "LMAC-ZS", ABLATION: "LMAC-ZS (λ2 = 0)", "gradcam": "GradCAM", "gradcam++": "GradCAM++",
+    LMACZS: "LMAC-ZS", ABLATION: "LMAC-ZS (ablation)", "gradcam": "GradCAM", "gradcam++": "GradCAM++",
     "scorecam": "ScoreCAM", "saliency": "Saliency", "smoothgrad": "SmoothGrad", "ig": "IG",
 }
 ALL_METHODS: tuple[str, ...] = (LMACZS, "gradcam", "gradcam++", "scorecam", "saliency", "smoothgrad", "ig")
@@ -117,7 +117,7 @@ def build_methods(keys: Sequence[str], decoder: MaskDecoder | None, ablation: Ma
             out[key] = LmacZsMethod(decoder, LMACZS, sources.get(LMACZS, ""))
         elif key == ABLATION:
             if ablation is None:
-                raise LmacError(f"method {ABLATION} needs --ablation-decoder RUN_DIR (a decoder trained with λ2 = 0)")
+                raise LmacError(f"method {ABLATION} needs --ablation-decoder RUN_DIR (a second decoder to compare)")
             out[key] = LmacZsMethod(ablation, ABLATION, sources.get(ABLATION, ""))
         else:
             out[key] = BaselineMethod(key, **options.get(key, {}))

@@ -32,7 +32,7 @@ from .conditions import seed_of
 from .errors import BackendError
 from .methods import LABELS, MaskMethod
 
-SANITY_METHODS = ("lmaczs", "lmaczs-nodiv", "gradcam++")
+SANITY_METHODS = ("lmaczs", "lmaczs-ablation", "gradcam++")
 
 
 # -- SSIM and Spearman --------------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     lambda1: float = 0.1
     lambda2: float = 1.0
+    baseline: str = "silence"  # "silence": L_ZS on the evidence above an empty input (loss.py); "none": the
+    # paper's L_ZS as published
     val_fraction: float = 0.15
     seed: int = 0
     checkpoint_every: int = 50
@@ -62,18 +64,29 @@ class TrainConfig:
 
     # fields that must match for --resume to continue the same run
     RESUME_KEYS = ("clap", "data", "domain", "splits", "folds", "targets", "batch_size", "lr", "weight_decay",
-                   "lambda1", "lambda2", "val_fraction", "seed", "widths")
+                   "lambda1", "lambda2", "baseline", "val_fraction", "seed", "widths")
+
+
+BASELINES = ("silence", "none")
+
+
+def check_baseline(name: str) -> None:
+    if name not in BASELINES:
+        raise DataError(f"unknown L_ZS baseline {name!r}; choose one of {', '.join(BASELINES)}")
 
 
 def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, text: torch.Tensor,
-             lambda1: float, lambda2: float, group_size: int | None = None) -> LossTerms:
+             lambda1: float, lambda2: float, group_size: int | None = None, baseline: str = "none"
+             ) -> LossTerms:
     """L_ZS on one batch: ``waves (B, num_samples)``, ``text (B, D)`` unit-norm caption embeddings.
 
     Builds all B² (text i, audio j) masks in one decoder pass (pair index i·B + j) and one masked pass through
     the frozen audio tower; gradients reach the decoder only. With ``group_size`` g < B, the batch is cut into
     B/g consecutive groups, L_ZS is taken over the g² pairs of each group and averaged over the groups (pair
-    index k·g² + i·g + j), still in one decoder pass.
+    index k·g² + i·g + j), still in one decoder pass. ``baseline="silence"`` measures every similarity against
+    the text's similarity to the empty input (``lzs_loss``).
     """
+    check_baseline(baseline)
     b = waves.shape[0]
     g = group_size or b
     if b % g:
@@ -82,6 +95,7 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
     with torch.no_grad():
         x, _ = backend.analyze(backend.prepare(waves))
         clean = backend.encode_spec(x)
+        silence = backend.encode_spec(torch.zeros_like(x[:1])).embedding[0] if baseline == "silence" else None
     first = torch.arange(n, device=waves.device).repeat_interleave(g * g) * g  # first clip of each pair's group
     ti = first + torch.arange(g, device=waves.device).repeat_interleave(g).repeat(n)  # text i of the pair
     aj = first + torch.arange(g, device=waves.device).repeat(g * n)  # audio j of the pair
@@ -89,8 +103,10 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
     masked = backend.encode_spec(masks * x[aj]).embedding
     masked = masked.view(n, g, g, masked.shape[-1])
     masks = masks.view(n, g, g, *masks.shape[1:])
-    groups = [lzs_loss(text[k * g:(k + 1) * g], clean.embedding[k * g:(k + 1) * g], masked[k], masks[k],
-                       lambda1, lambda2) for k in range(n)]
+    part = [slice(k * g, (k + 1) * g) for k in range(n)]
+    # b_i per group, so that a group computes exactly what a process holding only that group computes (DDP)
+    groups = [lzs_loss(text[p], clean.embedding[p], masked[k], masks[k], lambda1, lambda2,
+                       None if silence is None else text[p] @ silence) for k, p in enumerate(part)]
     if n == 1:
         return groups[0]
     return LossTerms(*(torch.stack([getattr(t, f) for t in groups]).mean()
@@ -156,7 +172,7 @@ def validate(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
     with torch.no_grad():
         for k in list(range(0, waves.shape[0], size))[world.rank::world.size]:
             w, t = waves[k:k + size].to(device), text[k:k + size]
-            terms = lzs_step(backend, decoder, w, t, cfg.lambda1, cfg.lambda2).as_floats()
+            terms = lzs_step(backend, decoder, w, t, cfg.lambda1, cfg.lambda2, baseline=cfg.baseline).as_floats()
             for key, v in terms.items():
                 sums[key] = sums.get(key, 0.0) + v * w.shape[0]
             n += w.shape[0]
@@ -188,6 +204,7 @@ def train(cfg: TrainConfig, resume: bool = False, backend: ClapBackend | None = 
 
 
 def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: dist_utils.World) -> dict:
+    check_baseline(cfg.baseline)
     out = Path(cfg.out)
     main = world.is_main
     group = resolve_group_size(cfg, world.size)
@@ -203,7 +220,7 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
     step = 0
     if resume:
         meta = load_training_state(out, decoder, optimizer)
-        saved = meta["train_config"]
+        saved = {"baseline": "none", **meta["train_config"]}  # runs from before the option used the paper's L_ZS
         changed = [k for k in TrainConfig.RESUME_KEYS if saved.get(k) != asdict(cfg).get(k)]
         if changed:
             raise CheckpointError(f"cannot resume {out}: these settings differ from the saved run: {changed}")
@@ -267,7 +284,7 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
             idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size][mine]
             caps = [pick_caption(train_items[i], cfg.seed, epoch, i) for i in idx]
             terms = lzs_step(backend, model, train_waves[idx].to(world.device), texts(caps), cfg.lambda1,
-                             cfg.lambda2, group)
+                             cfg.lambda2, group, cfg.baseline)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             if cfg.grad_clip:
