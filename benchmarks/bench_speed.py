@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from lmaczs.evaluate import classify_batch, prepare, score_method
+from lmaczs.evaluate import classify_batch, score_method
 from lmaczs.methods import ALL_METHODS, LABELS, build_methods
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "esc50"
@@ -121,7 +121,7 @@ def main() -> None:
     prompts = [f"this is the sound of class {i}" for i in range(50)]  # 50 prompts, like the evaluation
     with torch.no_grad():
         text = backend.embed_text(prompts).to(device)
-        x, _ = backend.analyze(prepare(backend, clips(backend, args.batch).to(device)))
+        x, _ = backend.analyze(backend.prepare(clips(backend, args.batch).to(device)))
         t, f = backend.mask_shape()
         from lmaczs.metrics import zero_shot_probs
 
