@@ -104,7 +104,7 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
     masked = masked.view(n, g, g, masked.shape[-1])
     masks = masks.view(n, g, g, *masks.shape[1:])
     part = [slice(k * g, (k + 1) * g) for k in range(n)]
-    # b_i per group, so that a group computes exactly what a process holding only that group computes (DDP)
+    # b_i = t_iᵀ f_audio(0) for each group's texts (the silence embedding is the same for every clip)
     groups = [lzs_loss(text[p], clean.embedding[p], masked[k], masks[k], lambda1, lambda2,
                        None if silence is None else text[p] @ silence) for k, p in enumerate(part)]
     if n == 1:
