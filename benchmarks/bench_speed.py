@@ -89,7 +89,7 @@ def clips(backend, n: int) -> torch.Tensor:
     """``(n, num_samples)`` real split-B clips when the shared data is there, else seeded noise bursts."""
     if (DATA / "meta" / "splits.csv").is_file():
         from lmaczs.audio import load_audio
-        from lmaczs.esc50 import read_esc50, select
+        from lmaczs.datasets import read_esc50, select
 
         chosen = select(read_esc50(DATA), splits=["B"], targets="odd")[:n]
         return torch.stack([backend.fit_window(load_audio(c.path, backend.sample_rate)) for c in chosen])

@@ -22,6 +22,9 @@ torch.set_num_threads(int(os.environ.get("LMACZS_TEST_THREADS", "1")))
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ESC50_DIR = SHARED_DATA / "esc50"
 HAVE_ESC50 = (ESC50_DIR / "meta" / "esc50.csv").is_file()
+HAVE_ALL_DATA = all((SHARED_DATA / d).is_dir() for d in ("esc50", "urbansound8k", "ljspeech"))
+needs_all_data = pytest.mark.skipif(not HAVE_ALL_DATA, reason=f"ESC-50, UrbanSound8K and LJ Speech not all found "
+                                                              f"under {SHARED_DATA}")
 needs_esc50 = pytest.mark.skipif(not HAVE_ESC50, reason=f"real ESC-50 audio not found at {ESC50_DIR} "
                                                          "(../shared/data beside the repository root)")
 

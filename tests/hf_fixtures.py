@@ -11,12 +11,21 @@ The checkpoint keeps LAION CLAP's real *geometry* (48 kHz, 10 s windows, n_fft 1
 spec_size 256, so HTSAT folds time into 4 chunks exactly as the released models do) with tiny widths
 (8 → 64 channels over 4 Swin stages, one block each; a 2-layer, 32-wide RoBERTa text tower over a byte-level
 vocabulary of 261 tokens; 16-d projections). The directory holds what ``hf:<dir>`` needs: ``config.json`` +
-``model.safetensors`` (``ClapModel.save_pretrained``), ``preprocessor_config.json`` (``ClapFeatureExtractor``)
-and the tokenizer files (``RobertaTokenizer`` with a byte-level BPE vocabulary and no merges).
+``model.safetensors`` (``ClapModel.save_pretrained``), the feature extractor's settings and the tokenizer files
+(``RobertaTokenizer`` with a byte-level BPE vocabulary and no merges), in one of three layouts (``layout=``):
+
+- ``"extractor"`` (default): ``ClapFeatureExtractor.save_pretrained`` + ``RobertaTokenizer.save_pretrained``
+  with the installed transformers (a flat ``preprocessor_config.json``);
+- ``"processor"``: ``ClapProcessor(feature_extractor, tokenizer).save_pretrained`` with the installed transformers
+  (5.x: ``processor_config.json`` with the extractor's settings nested under ``"feature_extractor"``);
+- ``"v4"``: the files transformers 4.x wrote, written by hand: a flat ``preprocessor_config.json`` carrying
+  ``processor_class``, and the slow tokenizer's ``vocab.json`` / ``merges.txt`` / ``tokenizer_config.json`` /
+  ``special_tokens_map.json`` (no ``tokenizer.json``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -42,8 +51,37 @@ def _byte_level_vocab() -> dict[str, int]:
     return vocab
 
 
+SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
+            "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>"}
+
+
+def _extractor_settings(fused: bool) -> dict:
+    """The extractor's constructor arguments: LAION's geometry (``rand_trunc`` or ``fusion``)."""
+    return dict(feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10, fft_window_size=1024,
+                frequency_min=50, frequency_max=14000, truncation="fusion" if fused else "rand_trunc",
+                padding="repeatpad")
+
+
+def _write_v4_files(out_dir: Path, fused: bool) -> None:
+    """What ``ClapProcessor.save_pretrained`` wrote in transformers 4.x (the keys of LAION's released
+    ``preprocessor_config.json``), and the slow RoBERTa tokenizer's files."""
+    pre = {"chunk_length_s": 10, "feature_extractor_type": "ClapFeatureExtractor", "feature_size": 64,
+           "fft_window_size": 1024, "frequency_max": 14000, "frequency_min": 50, "hop_length": 480,
+           "max_length_s": 10, "n_fft": 1024, "nb_frequency_bins": 513, "nb_max_frames": 1000,
+           "nb_max_samples": 480000, "padding": "repeatpad", "padding_side": "right", "padding_value": 0.0,
+           "processor_class": "ClapProcessor", "return_attention_mask": False, "sampling_rate": 48000,
+           "top_db": None, "truncation": "fusion" if fused else "rand_trunc"}
+    (out_dir / "preprocessor_config.json").write_text(json.dumps(pre, indent=2, sort_keys=True) + "\n")
+    (out_dir / "vocab.json").write_text(json.dumps(_byte_level_vocab(), ensure_ascii=False), encoding="utf-8")
+    (out_dir / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(SPECIALS, indent=2) + "\n")
+    config = {"tokenizer_class": "RobertaTokenizer", "processor_class": "ClapProcessor", "model_max_length": 128,
+              "add_prefix_space": False, "errors": "replace", "trim_offsets": True, **SPECIALS}
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
 def make_tiny_hf_clap(out_dir: Path, *, fused: bool = False, seed: int = 0,
-                      logit_scale: float = 30.0) -> Path:
+                      logit_scale: float = 30.0, layout: str = "extractor") -> Path:
     """Write a tiny random LAION-style CLAP checkpoint into ``out_dir`` and return ``out_dir``.
 
     Args:
@@ -52,10 +90,14 @@ def make_tiny_hf_clap(out_dir: Path, *, fused: bool = False, seed: int = 0,
         seed: torch seed for the random weights.
         logit_scale: the model's (exponentiated) audio/text logit scale; larger than HF's default 1/0.07 so
             that zero-shot probabilities of a random model are far from uniform.
+        layout: how the extractor and tokenizer files are written: ``"extractor"``, ``"processor"`` or
+            ``"v4"`` (see the module docstring). The weights depend only on ``seed`` and ``fused``.
     """
     from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
     from transformers import RobertaTokenizer
 
+    if layout not in ("extractor", "processor", "v4"):
+        raise ValueError(f"unknown layout {layout!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = RobertaTokenizer(vocab=_byte_level_vocab(), merges=[], model_max_length=128)
@@ -90,11 +132,18 @@ def make_tiny_hf_clap(out_dir: Path, *, fused: bool = False, seed: int = 0,
         torch.random.set_rng_state(state)
     assert math.isclose(float(model.logit_scale_a.detach().exp()), logit_scale, rel_tol=1e-5)
     model.save_pretrained(out_dir)
-    ClapFeatureExtractor(feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10,
-                         fft_window_size=1024, frequency_min=50, frequency_max=14000,
-                         truncation="fusion" if fused else "rand_trunc",
-                         padding="repeatpad").save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    if layout == "v4":
+        _write_v4_files(out_dir, fused)
+        return out_dir
+    extractor = ClapFeatureExtractor(**_extractor_settings(fused))
+    if layout == "processor":
+        from transformers import ClapProcessor
+
+        # only saved, never called: ClapProcessor(text=..., audio=...) crops audio to 512 samples in 5.x
+        ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out_dir)
+    else:
+        extractor.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
     return out_dir
 
 

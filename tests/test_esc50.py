@@ -7,24 +7,27 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lmaczs import esc50
+from lmaczs import datasets
 from lmaczs.errors import DataError
 
 
 @pytest.fixture(scope="module")
 def clips(esc50_dir):
-    return esc50.read_esc50(esc50_dir)
+    return datasets.read_esc50(esc50_dir)
 
 
 def test_real_folder(clips, esc50_dir):
-    """The data README's numbers: 414 clips (400 of fold 4), splits A 221 / B 193, all 50 classes."""
-    assert len(clips) == 414
+    """The data README's numbers: 728 clips (400 of fold 4), splits A 227 / B 193 / C 308, all 50 classes."""
+    assert len(clips) == 728
     assert sum(c.fold == 4 for c in clips) == 400
-    assert sum(c.split == "A" for c in clips) == 221 and sum(c.split == "B" for c in clips) == 193
+    assert [sum(c.split == s for c in clips) for s in "ABC"] == [227, 193, 308]
+    # C: the ESC-10 classes of folds 1, 2, 3, 5 only
+    assert {c.fold for c in clips if c.split == "C"} == {1, 2, 3, 5}
+    assert len({c.category for c in clips if c.split == "C"}) == 10
     assert all(c.path.is_file() and c.path.suffix == ".flac" and c.filename.endswith(".wav") for c in clips)
     assert all(c.path.parent == esc50_dir / "audio" for c in clips)
     assert len({c.target for c in clips}) == 50
-    names = esc50.class_names(clips)
+    names = datasets.class_names(clips)
     assert len(names) == 50 and names[0] == "dog" and names[5] == "cat" and names[20] == "crying_baby"
     with (esc50_dir / "meta" / "esc50.csv").open(newline="") as fh:
         first = next(csv.DictReader(fh))
@@ -41,40 +44,41 @@ def test_splits_keep_recordings_together(clips):
 
 
 def test_every_class_has_descriptions_and_prompts(clips):
-    for name in esc50.class_names(clips):
-        label = esc50.label_text(name)
+    for name in datasets.class_names(clips):
+        label = datasets.label_text(name)
         assert "_" not in label
-        assert label in esc50.DESCRIPTIONS, f"no short descriptions for {label!r}"
-        caps = esc50.captions_for(name)
-        assert set(caps) == {t.format(label) for t in esc50.CAPTION_TEMPLATES} | set(esc50.DESCRIPTIONS[label])
+        assert label in datasets.DESCRIPTIONS, f"no short descriptions for {label!r}"
+        caps = datasets.captions_for(name)
+        assert set(caps) == {t.format(label) for t in datasets.CAPTION_TEMPLATES} | set(datasets.DESCRIPTIONS[label])
         assert len(set(caps)) == len(caps) and all(c.strip() == c and c for c in caps)  # each caption once
-        assert esc50.eval_prompt(name) == f"this is the sound of {label}" and esc50.eval_prompt(name) in caps
-    assert esc50.label_text("crying_baby") == "crying baby"
+        assert datasets.eval_prompt(name) == f"this is the sound of {label}" and datasets.eval_prompt(name) in caps
+    assert datasets.label_text("crying_baby") == "crying baby"
 
 
 def test_select(clips):
-    b_odd = esc50.select(clips, splits=["B"], targets="odd")
+    b_odd = datasets.select(clips, splits=["B"], targets="odd")
     assert b_odd and all(c.split == "B" and c.target % 2 == 1 for c in b_odd)
-    a_even = esc50.select(clips, splits=["A"], targets="even")
+    a_even = datasets.select(clips, splits=["A"], targets="even")
     assert a_even and all(c.split == "A" and c.target % 2 == 0 for c in a_even)
-    assert len(esc50.select(clips, splits=["A", "B"])) == len(clips) == len(esc50.select(clips))
-    assert len(b_odd) + len(a_even) + len(esc50.select(clips, splits=["A"], targets="odd")) + len(
-        esc50.select(clips, splits=["B"], targets="even")) == len(clips)
-    assert {c.fold for c in esc50.select(clips, folds=[1, 2, 3, 5])} <= {1, 2, 3, 5}
+    assert len(datasets.select(clips, splits=["A", "B", "C"])) == len(clips) == len(datasets.select(clips))
+    a_b = datasets.select(clips, splits=["A", "B"])
+    assert len(b_odd) + len(a_even) + len(datasets.select(clips, splits=["A"], targets="odd")) + len(
+        datasets.select(clips, splits=["B"], targets="even")) == len(a_b)
+    assert {c.fold for c in datasets.select(clips, folds=[1, 2, 3, 5])} <= {1, 2, 3, 5}
     # each half of the classes holds 5 classes of each of ESC-50's 5 categories (targets 10k … 10k+9)
     for parity in ("even", "odd"):
-        targets = {c.target for c in esc50.select(clips, targets=parity)}
+        targets = {c.target for c in datasets.select(clips, targets=parity)}
         assert sorted(sum(t // 10 == k for t in targets) for k in range(5)) == [5] * 5
     with pytest.raises(DataError, match="targets"):
-        esc50.select(clips, targets="prime")
+        datasets.select(clips, targets="prime")
 
 
 def test_grouped_split(clips):
-    part = esc50.select(clips, splits=["A"])
-    train, val = esc50.grouped_split(part, val_fraction=0.25, seed=1)
+    part = datasets.select(clips, splits=["A"])
+    train, val = datasets.grouped_split(part, val_fraction=0.25, seed=1)
     assert len(train) + len(val) == len(part) and val
     assert not {c.src_file for c in train} & {c.src_file for c in val}
-    assert (train, val) == esc50.grouped_split(part, val_fraction=0.25, seed=1)
+    assert (train, val) == datasets.grouped_split(part, val_fraction=0.25, seed=1)
     # stratified: each class with several recordings sends round(fraction × recordings) of them to validation
     for t in {c.target for c in part}:
         groups = {c.src_file for c in part if c.target == t}
@@ -108,24 +112,24 @@ def _row(name, target, category, src):
 
 def test_small_synthetic_folders(tmp_path):
     rows = [_row("1-1-A-0.wav", 0, "dog", "1"), _row("1-2-A-1.wav", 1, "rooster", "2")]
-    plain = esc50.read_esc50(_fake_folder(tmp_path / "plain", rows, suffix=".wav"))
+    plain = datasets.read_esc50(_fake_folder(tmp_path / "plain", rows, suffix=".wav"))
     assert [c.split for c in plain] == [None, None] and plain[0].path.suffix == ".wav"
-    assert esc50.select(plain, splits=["A"]) == []
-    with_splits = esc50.read_esc50(_fake_folder(tmp_path / "split", rows, {"1-1-A-0.wav": "A", "1-2-A-1.wav": "B"}))
+    assert datasets.select(plain, splits=["A"]) == []
+    with_splits = datasets.read_esc50(_fake_folder(tmp_path / "split", rows, {"1-1-A-0.wav": "A", "1-2-A-1.wav": "B"}))
     assert [c.split for c in with_splits] == ["A", "B"]
-    assert [c.label for c in esc50.select(with_splits, splits=["B"])] == ["rooster"]
+    assert [c.label for c in datasets.select(with_splits, splits=["B"])] == ["rooster"]
 
 
 def test_bad_folders(tmp_path):
     with pytest.raises(DataError, match="esc50.csv"):
-        esc50.read_esc50(tmp_path)
+        datasets.read_esc50(tmp_path)
     rows = [_row("1-1-A-0.wav", 0, "dog", "1")]
     root = _fake_folder(tmp_path / "gone", rows)
     (root / "audio" / "1-1-A-0.flac").unlink()
     with pytest.raises(DataError, match="not found"):
-        esc50.read_esc50(root)
+        datasets.read_esc50(root)
     with pytest.raises(DataError, match="src_file"):
-        esc50.read_esc50(_fake_folder(tmp_path / "cols", rows, columns=("filename", "fold", "target", "category")))
+        datasets.read_esc50(_fake_folder(tmp_path / "cols", rows, columns=("filename", "fold", "target", "category")))
     empty = _fake_folder(tmp_path / "empty", [])
     with pytest.raises(DataError, match="no clips"):
-        esc50.read_esc50(empty)
+        datasets.read_esc50(empty)

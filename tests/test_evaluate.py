@@ -45,7 +45,7 @@ def _fit_snr(mixture: torch.Tensor, s: torch.Tensor, n: torch.Tensor) -> float:
 @needs_esc50
 @needs_ljspeech
 def test_conditions_are_deterministic_and_at_3_db(tiny_backend):
-    from lmaczs.esc50 import read_esc50, select
+    from lmaczs.datasets import read_esc50, select
 
     pool = select(read_esc50(ESC50_DIR), splits=["B"])
     clips = select(pool, targets="odd")[:2]
@@ -69,6 +69,9 @@ def test_conditions_are_deterministic_and_at_3_db(tiny_backend):
     # LJ Speech is resampled to the backend's rate and fills the window with real speech
     speech, ids = cond.speech(clip)
     assert ids.startswith("LJ") and float(speech.abs().max()) > 0.05
+    # only the held-out utterances LJ001-0101 … 0150 (1 … 100 train the models)
+    assert {int(p.stem[6:]) for p in cond.speech_files()} == set(range(101, 151))
+    assert all(101 <= int(u[6:10]) <= 150 for u in ids.replace(",", " ").split() if u.startswith("LJ001-"))
     assert not torch.equal(cond.noise(clips[0]), cond.noise(clips[1]))
 
 

@@ -4,6 +4,7 @@ HTSAT unfolding, masking domains, loading errors. Uses tiny random checkpoints (
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 from hf_fixtures import make_tiny_hf_clap, tiny_hf_dir, tiny_hf_fused_dir  # noqa: F401  (pytest fixtures)
 from lmaczs.audio import load_audio
 from lmaczs.clap import load_backend
-from lmaczs.clap.hf import HfClap, unfold_htsat
+from lmaczs.clap.hf import HfClap, extractor_settings, unfold_htsat
 from lmaczs.errors import BackendError, PromptError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -270,3 +271,123 @@ def test_backend_is_frozen(backend):
     assert not backend.training and not backend.model.training
     assert not any(p.requires_grad for p in backend.parameters())
     assert backend.describe()["num_samples"] == 480000
+
+
+# -- checkpoint layouts: transformers 5.x processor_config.json, 4.x preprocessor_config.json ------------------
+def transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+@pytest.fixture(scope="module")
+def processor_dir(tmp_path_factory):
+    """Saved by ``ClapProcessor(...).save_pretrained`` with the installed transformers (same weights as
+    ``tiny_hf_dir``)."""
+    return make_tiny_hf_clap(tmp_path_factory.mktemp("tiny_hf_processor"), layout="processor")
+
+
+@pytest.fixture(scope="module")
+def v4_dir(tmp_path_factory):
+    """The files transformers 4.x wrote (flat preprocessor_config.json, slow tokenizer files)."""
+    return make_tiny_hf_clap(tmp_path_factory.mktemp("tiny_hf_v4"), layout="v4")
+
+
+def assert_same_backend(got: HfClap, want: HfClap, path: Path) -> None:
+    """Same window, front end, text and probabilities as ``want``, and front-end parity with the extractor that
+    ``ClapFeatureExtractor.from_pretrained`` reads from ``path``."""
+    assert (got.sample_rate, got.num_samples, got.padding, got.fused) == (want.sample_rate, want.num_samples,
+                                                                        want.padding, want.fused)
+    assert torch.allclose(got.embed_text(PROMPTS), want.embed_text(PROMPTS), atol=1e-6)
+    rng = np.random.default_rng(5)
+    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (int(2.2 * SR), 10 * SR)]
+    for x in clips:
+        assert np.array_equal(ours(got, x), ours(want, x))
+        assert np.abs(ours(got, x) - reference(extractor(path), x)).max() <= 1e-4
+    assert torch.allclose(backend_probs(got, clips, PROMPTS), backend_probs(want, clips, PROMPTS), atol=1e-6)
+
+
+def test_checkpoint_saved_by_clap_processor(processor_dir, backend):
+    files = {p.name for p in processor_dir.iterdir()}
+    if transformers_major() >= 5:  # the layout that used to be refused
+        assert "processor_config.json" in files and "preprocessor_config.json" not in files, files
+        nested = json.loads((processor_dir / "processor_config.json").read_text())
+        assert nested["feature_extractor"]["feature_size"] == 64
+        assert extractor_settings(processor_dir, "x")[1] == "processor_config.json ('feature_extractor')"
+    b = HfClap.from_pretrained(str(processor_dir))
+    assert_same_backend(b, backend, processor_dir)
+
+
+def test_checkpoint_written_as_transformers_4(v4_dir, backend):
+    files = {p.name for p in v4_dir.iterdir()}
+    assert {"preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer_config.json"} <= files
+    assert not {"processor_config.json", "tokenizer.json"} & files
+    assert extractor_settings(v4_dir, "x")[1] == "preprocessor_config.json"
+    b = HfClap.from_pretrained(str(v4_dir))
+    assert_same_backend(b, backend, v4_dir)
+
+
+def test_nested_settings_are_found_as_transformers_finds_them(tmp_path, tiny_hf_dir, backend):  # noqa: F811
+    flat = json.loads((tiny_hf_dir / "preprocessor_config.json").read_text())
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_hf_dir, ckpt)
+    (ckpt / "preprocessor_config.json").unlink()
+    # the "audio_processor" key, the other nested form transformers reads
+    (ckpt / "processor_config.json").write_text(json.dumps({"audio_processor": flat, "processor_class": "X"}))
+    assert extractor_settings(ckpt, "x") == (flat, "processor_config.json ('audio_processor')")
+    assert_same_backend(HfClap.from_pretrained(str(ckpt)), backend, ckpt)
+    # nested settings win over a preprocessor_config.json beside them (a wrong one here)
+    (ckpt / "preprocessor_config.json").write_text(json.dumps({**flat, "feature_size": 32}))
+    (ckpt / "processor_config.json").write_text(json.dumps({"feature_extractor": flat}))
+    assert HfClap.from_pretrained(str(ckpt)).front.n_mels == 64
+    # a processor_config.json without nested settings (4.x processors with extra attributes) is skipped
+    (ckpt / "processor_config.json").write_text(json.dumps({"processor_class": "ClapProcessor"}))
+    (ckpt / "preprocessor_config.json").write_text(json.dumps(flat))
+    assert extractor_settings(ckpt, "x") == (flat, "preprocessor_config.json")
+    assert HfClap.from_pretrained(str(ckpt)).num_samples == 480000
+
+
+def one_line_error(path: Path, match: str) -> str:
+    with pytest.raises(BackendError, match=match) as info:
+        HfClap.from_pretrained(str(path))
+    msg = str(info.value)
+    assert "\n" not in msg and "Traceback" not in msg, msg
+    return msg
+
+
+def test_missing_or_corrupt_extractor_settings(tmp_path, processor_dir):
+    flat = extractor_settings(processor_dir, "x")[0]
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(processor_dir, ckpt)
+    pc = ckpt / "processor_config.json"
+    pre = ckpt / "preprocessor_config.json"
+    pc.unlink(missing_ok=True)
+    pre.unlink(missing_ok=True)
+    msg = one_line_error(ckpt, "no feature-extractor settings")
+    assert "preprocessor_config.json" in msg and "processor_config.json" in msg
+    cases = [
+        (pc, '{"feature_extractor": {"feature_size": 64,', r"processor_config.json is not valid JSON"),
+        (pc, b"\xff\xfe\x00garbage", r"cannot read processor_config.json|not valid JSON"),
+        (pc, json.dumps({"feature_extractor": [1, 2]}), "holds list"),
+        (pc, json.dumps({"feature_extractor": {**flat, "feature_extractor_type": "WhisperFeatureExtractor"}}),
+         "not a ClapFeatureExtractor"),
+        (pc, json.dumps({"feature_extractor": {**flat, "feature_size": 32}}),
+         r"processor_config.json \('feature_extractor'\) has 32 mel bins but the model expects 64"),
+        (pc, json.dumps({"feature_extractor": {**flat, "sampling_rate": "fast"}}), "feature extractor|settings"),
+        (pc, json.dumps({"feature_extractor": {**flat, "hop_length": 0}}), "hop_length must be positive"),
+        (pc, json.dumps({"feature_extractor": {**flat, "max_length_s": -1}}), "nb_max_samples must be positive"),
+        (pc, json.dumps({"feature_extractor": {**flat, "padding": "mirror"}}), "unknown padding 'mirror'"),
+        (pre, "", r"preprocessor_config.json is not valid JSON"),
+        (pre, "[]", "holds list"),
+    ]
+    for path, content, match in cases:
+        pc.unlink(missing_ok=True)
+        pre.unlink(missing_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        one_line_error(ckpt, match)
+    pc.unlink(missing_ok=True)
+    (ckpt / "config.json").unlink()
+    one_line_error(ckpt, "config.json is missing")

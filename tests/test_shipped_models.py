@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lmaczs import Explainer, esc50
+from lmaczs import Explainer
+from lmaczs import datasets
 from lmaczs.cli import main
 
 ESC50 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "esc50"
@@ -25,14 +26,14 @@ def eval_model() -> Explainer:
 def test_esc50_eval_on_held_out_clips(eval_model: Explainer) -> None:
     """Far above chance; explanations keep the prediction (the masked clip stays close to the prompt); and they
     follow the prompt: on most clips the predicted prompt's mask is larger than an unrelated prompt's."""
-    clips = esc50.read_esc50(ESC50)
-    prompts = [esc50.eval_prompt(n) for n in esc50.class_names(clips)]
-    held_out = esc50.select(clips, splits=["B"], targets="odd")[::3]  # 32 clips over the 25 odd classes
+    clips = datasets.read_esc50(ESC50)
+    prompts = [datasets.eval_prompt(n) for n in datasets.class_names(clips)]
+    held_out = datasets.select(clips, splits=["B"], targets="odd")[::3]  # 32 clips over the 25 odd classes
     clap, text = eval_model.clap, eval_model.clap.embed_text(prompts)
     right, kept, clean, differs, larger = 0, [], [], 0, 0
     for clip in held_out:
         e = eval_model.explain(clip.path, prompts)
-        right += e.prediction == esc50.eval_prompt(clip.category)
+        right += e.prediction == datasets.eval_prompt(clip.category)
         c = prompts.index(e.prediction)
         x = torch.from_numpy(e.spectrogram)[None]
         with torch.no_grad():

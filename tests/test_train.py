@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from conftest import ESC50_DIR, TINY_WIDTHS, esc50_paths
 from lmaczs import checkpoint as ckpt
-from lmaczs import esc50
+from lmaczs import datasets
 from lmaczs.checkpoint import load_decoder, save_decoder, save_training_state
 from lmaczs.data import esc50_items, load_items, load_windows, read_captions_csv, split_by_group
 from lmaczs.errors import CheckpointError, DataError
@@ -38,7 +38,7 @@ def captions_csv(tmp_path_factory, esc50_dir) -> Path:
     rows = []
     for k, path in enumerate(esc50_paths(12)):
         name = str(path) if k == 0 else os.path.relpath(path, folder)
-        for caption in esc50.captions_for(_category(path))[:2]:
+        for caption in datasets.captions_for(_category(path))[:2]:
             rows.append({"path": name, "caption": caption})
     out = folder / "captions.csv"
     with out.open("w", newline="") as fh:
@@ -252,7 +252,7 @@ def test_esc50_folder_filters(esc50_dir):
         meta = list(csv.DictReader(fh))
     with (esc50_dir / "meta" / "splits.csv").open(newline="") as fh:
         split_of = {r["filename"]: r["split"] for r in csv.DictReader(fh)}
-    assert len(esc50_items(esc50_dir)) == len(meta) == 414
+    assert len(esc50_items(esc50_dir)) == len(meta) == 728
     b_odd = esc50_items(esc50_dir, splits=["B"], targets="odd")
     want = [r for r in meta if split_of[r["filename"]] == "B" and int(r["target"]) % 2 == 1]
     assert len(b_odd) == len(want) > 0
@@ -260,9 +260,9 @@ def test_esc50_folder_filters(esc50_dir):
     by_stem = {Path(r["filename"]).stem: r for r in meta}
     for it in b_odd:
         row = by_stem[it.path.stem]
-        assert it.captions == tuple(esc50.captions_for(row["category"])) and it.group == row["src_file"]
+        assert it.captions == tuple(datasets.captions_for(row["category"])) and it.group == row["src_file"]
     assert len(esc50_items(esc50_dir, folds=[4])) == 400
-    assert len(esc50_items(esc50_dir, folds=[1, 2, 3, 5])) == 14
+    assert len(esc50_items(esc50_dir, folds=[1, 2, 3, 5])) == 14 + 314
     a_even = esc50_items(esc50_dir, splits=["A"], targets="even")
     assert a_even and all(int(by_stem[it.path.stem]["target"]) % 2 == 0 for it in a_even)
     with pytest.raises(DataError, match="no clips"):
@@ -320,3 +320,31 @@ def test_runs_from_before_the_baseline_option_resume_as_the_papers_loss(captions
     with pytest.raises(CheckpointError, match="baseline"):
         train(_cfg(captions_csv, out, max_steps=3), resume=True)  # the default, "silence", differs
     assert train(_cfg(captions_csv, out, max_steps=3, baseline="none"), resume=True)["steps"] == 3
+
+
+def test_multi_source_training_with_the_out_term_resumes_exactly(captions_csv, tmp_path):
+    """--mix, --lambda-out and the hinge similarity keep a run a function of its config: 3 + 3 steps == 6."""
+    from lmaczs.mixtures import MixConfig
+
+    kw = dict(mix=MixConfig(p_overlap=0.4, p_splice=0.4, p_silence=0.1).to_dict(), lambda_out=1.0,
+              similarity="hinge")
+    whole = train(_cfg(captions_csv, tmp_path / "whole", **kw))
+    assert whole["train"]["out"] >= 0 and "out" in whole["val_last"]
+    train(_cfg(captions_csv, tmp_path / "split", max_steps=3, **kw))
+    resumed = train(_cfg(captions_csv, tmp_path / "split", **kw), resume=True)
+    _assert_same_weights(tmp_path / "whole", tmp_path / "split")
+    assert resumed["train"] == pytest.approx(whole["train"], abs=1e-6)
+    with pytest.raises(CheckpointError, match="mix"):
+        train(_cfg(captions_csv, tmp_path / "split", max_steps=8, **{**kw, "mix": None}), resume=True)
+
+
+def test_pool_items_carry_classes_and_recordings(esc50_dir):
+    from lmaczs.data import load_items
+
+    items = load_items(esc50_dir.parent, pool="esc50-eval")
+    assert len(items) == 1627 and {it.class_key for it in items} >= {"esc50:dog", "urbansound8k:drilling"}
+    assert all(it.group.startswith(("fs:", "lj:")) and it.captions for it in items)
+    part = load_items(esc50_dir.parent, pool="esc50-eval:train")
+    assert len(part) < len(items) and set(part) < set(items)
+    with pytest.raises(DataError, match="pool"):
+        load_items(esc50_dir.parent, pool="esc50-eval", splits=["A"])

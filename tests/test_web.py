@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +13,9 @@ import soundfile as sf
 
 from lmaczs.cli import build_parser
 from lmaczs.explain import Explainer
-from lmaczs.web import NONE, OUTPUT_ORDER, TOP, Demo, baseline_names
+from lmaczs.errors import AudioError
+from lmaczs.web import (MAX_TOPK, NONE, OUTPUT_ORDER, TOP, TOPK_ORDER, AnswerFiles, Demo, baseline_names,
+                        parse_top_k, public_message)
 from web_fixtures import dog, make_tiny_run, tone  # noqa: F401 (dog is a fixture)
 
 PROMPTS = "dog barking\nrain\n\n  church bells  \n"
@@ -127,8 +132,179 @@ def test_build_app_and_cli(ex):
     from lmaczs.web import build_app
 
     app = build_app(Demo(ex, examples_dir=None))
-    ids = {c["props"].get("elem_id") for c in app.get_config_file()["components"]}
+    config = app.get_config_file()
+    ids = {c["props"].get("elem_id") for c in config["components"]}
     assert {"audio-input", "prompts", "target", "contrast", "baseline", "explain", "scores", "figure",
-            "audio-original", "audio-explanation", "audio-residual", "baseline-figure", "status"} <= ids
+            "audio-original", "audio-explanation", "audio-residual", "baseline-figure", "status", "topk",
+            "topk-heading"} <= ids
+    for i in range(1, MAX_TOPK + 1):
+        assert {f"topk-{i}", f"topk-title-{i}", f"topk-figure-{i}", f"topk-audio-{i}"} <= ids
+    triggers = {t[1] for dep in config["dependencies"] for t in dep["targets"]}
+    assert {"click", "change", "unload"} <= triggers  # the session's files are removed when its tab closes
     args = build_parser().parse_args(["serve", "--clap", "tiny", "--port", "8123"])
     assert (args.host, args.port, args.max_upload_mb, args.max_seconds) == ("127.0.0.1", 8123, 20.0, 60.0)
+
+
+# -- top-k ----------------------------------------------------------------------------------------
+def test_topk_view_one_explanation_per_top_prompt(ex, dog):
+    demo = Demo(ex, examples_dir=None)
+    res = demo.explain(str(dog), PROMPTS + "\nsiren\n", baseline=NONE, top_k=3)
+    ranked = sorted(res.scores, key=res.scores.get, reverse=True)
+    assert [t.rank for t in res.topk] == [1, 2, 3]
+    assert [t.lmac.prediction for t in res.topk] == ranked[:3]
+    for t in res.topk:
+        assert f"'{t.lmac.prediction}'" in t.title and f"#{t.rank}" in t.title
+        assert t.figure.width > 600 and t.figure.height > 150
+        sr, samples = t.explanation
+        assert sr == ex.clap.sample_rate and samples.dtype == np.int16 and len(samples) == 5 * sr
+    assert not np.array_equal(res.topk[0].lmac.mask, res.topk[1].lmac.mask)  # each prompt its own mask
+    assert "Top-3: " + ", ".join(f"'{p}'" for p in ranked[:3]) in res.status
+    # the page's values: the main ones, then (title, figure, explanation) for every slot, None when unused
+    values = demo.run(str(dog), PROMPTS, TOP, NONE, NONE, 2.0)  # sliders send floats
+    assert len(values) == len(OUTPUT_ORDER) + MAX_TOPK * len(TOPK_ORDER)
+    slots = [values[len(OUTPUT_ORDER) + i * 3: len(OUTPUT_ORDER) + i * 3 + 3] for i in range(MAX_TOPK)]
+    assert all(v is not None for s in slots[:2] for v in s) and all(v is None for s in slots[2:] for v in s)
+    # off by default, and k above the number of prompts explains them all
+    assert demo.explain(str(dog), PROMPTS).topk == []
+    everything = demo.explain(str(dog), PROMPTS, top_k=MAX_TOPK)
+    assert len(everything.topk) == 3 and "(all 3 prompts)" in everything.status
+
+
+def test_topk_control_is_checked(ex, tmp_path):
+    demo = Demo(ex, examples_dir=None)
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, tone(1.0), 8000)
+    assert parse_top_k(None) == parse_top_k("") == parse_top_k(0) == 0 and parse_top_k(3.0) == 3
+    for bad in (-1, 2.5, MAX_TOPK + 1, "many", True):
+        status = outputs(demo.run(str(clip), PROMPTS, None, None, None, bad))["status"]
+        assert status.startswith("**Error:**") and "top-k must be a whole number" in status, (bad, status)
+
+
+# -- no server paths in the page ------------------------------------------------------------------------
+def test_public_message_keeps_only_base_names(tmp_path):
+    upload = tmp_path / "gradio" / "0a1b2c" / "my dog clip.wav"
+    msg = f"cannot read audio file {upload}: Error opening '{upload}': Format not recognised.\nline two"
+    assert public_message(msg, [upload]) == ("cannot read audio file my dog clip.wav: Error opening "
+                                             "'my dog clip.wav': Format not recognised.")
+    assert public_message("failed in /srv/models/x/decoder.safetensors, see /var/log") == \
+        "failed in decoder.safetensors, see log"
+    assert public_message(r"bad C:\Users\me\AppData\Local\Temp\gradio\x.wav file") == "bad x.wav file"
+    assert public_message("prompts ['rock/pop', 'a / b'] differ") == "prompts ['rock/pop', 'a / b'] differ"
+
+
+def test_errors_show_no_server_paths(ex, tmp_path, monkeypatch):
+    demo = Demo(ex, examples_dir=None)
+    private = tmp_path / "server-temp" / "f00ba4"
+    private.mkdir(parents=True)
+    silent = private / "silent.wav"
+    sf.write(silent, np.zeros(8000, dtype=np.float32), 8000)
+    status = outputs(demo.run(str(silent), PROMPTS))["status"]
+    assert status.startswith("**Error:**") and "silent.wav: audio is silent" in status, status
+    assert str(tmp_path) not in status and "f00ba4" not in status
+    clip = private / "clip.wav"
+    sf.write(clip, tone(1.0), 8000)
+
+    def leaky(audio, *a, **k):
+        raise RuntimeError(f"cannot decode {clip.resolve()} (cache {private})")
+
+    monkeypatch.setattr(demo.explainer, "explain", leaky)
+    status = outputs(demo.run(str(clip), PROMPTS))["status"]
+    assert "Unexpected error" in status and "clip.wav" in status, status
+    assert str(tmp_path) not in status and "server-temp" not in status
+    monkeypatch.setattr(demo.explainer, "explain", lambda *a, **k: (_ for _ in ()).throw(
+        AudioError(f"{clip}: audio is empty")))
+    status = outputs(demo.run(str(clip), PROMPTS))["status"]
+    assert status == "**Error:** clip.wav: audio is empty", status
+
+
+# -- files the page serves: one folder per answer, removed per session -------------------------------
+def _upload(cache: Path, name: str, seconds: float, digest: str) -> Path:
+    """A file where gradio puts an upload: ``<cache>/<hash>/<name>``."""
+    (cache / digest).mkdir(parents=True, exist_ok=True)
+    path = cache / digest / name
+    sf.write(path, tone(seconds), 8000)
+    return path
+
+
+def _served(result) -> list[Path]:
+    files = [getattr(result, n) for n in ("figure", "original", "explanation", "residual", "baseline_figure",
+                                          "baseline_explanation", "baseline_residual")]
+    files += [f for t in result.topk for f in (t.figure, t.explanation)]
+    return [Path(f) for f in files if f is not None]
+
+
+def test_answers_are_files_removed_per_session(ex, tmp_path):
+    cache = tmp_path / "gradio"
+    files = AnswerFiles(cache)
+    demo = Demo(ex, examples_dir=None, files=files)
+    a = _upload(cache, "a dog.wav", 1.0, "hash-a")
+    first = demo.answer(str(a), PROMPTS, baseline="gradcam", top_k=2, session="s1")
+    assert first.status.startswith("Explained"), first.status
+    served = _served(first)
+    assert len(served) == 7 + 4 and len({p.parent for p in served}) == 1
+    folder = served[0].parent
+    assert folder.parent == files.root and files.root.parent == cache.resolve()  # inside gradio's cache
+    assert {p.name for p in served} >= {"a_dog.explanation.wav", "a_dog.lmac-zs.png", "a_dog.top2.png",
+                                        "a_dog.gradcam.residual.wav"}
+    samples, sr = sf.read(first.explanation)
+    assert sr == ex.clap.sample_rate and len(samples) == sr  # the 1 s clip at the model's rate
+    assert np.allclose(samples, _players_of(first.lmac)["explanation"][1] / 32768, atol=1e-4)
+
+    second = demo.answer(str(a), PROMPTS, session="s1")  # same session, same upload: the old answer goes
+    assert not folder.exists() and all(p.is_file() for p in _served(second)) and a.is_file()
+    other = demo.answer(str(a), PROMPTS, session="s2")  # another tab shows the same upload
+    b = _upload(cache, "b.wav", 1.0, "hash-b")
+    demo.answer(str(b), PROMPTS, session="s1")  # s1 moves on to b: a is still shown by s2
+    assert a.is_file() and not Path(second.explanation).exists()
+    error = demo.answer(str(b), "x\nx", session="s1")  # an error clears the page: its files go too
+    assert error.status.startswith("**Error:**") and len(list(files.root.iterdir())) == 1
+    files.end_session("s2")
+    assert not a.exists() and not (cache / "hash-a").exists() and not Path(other.explanation).exists()
+    files.end_session("s1")
+    assert not b.exists() and list(files.root.iterdir()) == []
+    # an answer that finishes after its tab closed is not kept
+    c = _upload(cache, "c.wav", 1.0, "hash-c")
+    late = demo.answer(str(c), PROMPTS, session="s1")
+    assert not Path(late.explanation).exists() and not c.exists()
+    # no session (an API call): the upload goes at once, the answer stays for the age sweep
+    d = _upload(cache, "d.wav", 1.0, "hash-d")
+    api = demo.answer(str(d), PROMPTS, session=None)
+    assert Path(api.explanation).is_file() and not d.exists()
+    files.max_age_s = 0.0
+    time.sleep(0.05)
+    files.sweep()
+    assert not Path(api.explanation).exists()
+    root = files.root
+    files.close()
+    assert not root.exists() and cache.is_dir()
+
+
+def _players_of(e):
+    from lmaczs.web import _players
+
+    return _players(e)
+
+
+def test_answer_files_never_remove_user_or_example_files(ex, tmp_path):
+    cache = tmp_path / "gradio"
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    example = examples / "rain.wav"
+    sf.write(example, tone(1.0), 8000)
+    cached_example = cache / "hash-ex" / "rain.wav"  # gradio's copy of the example, shared by all sessions
+    cached_example.parent.mkdir(parents=True)
+    shutil.copy(example, cached_example)
+    own = tmp_path / "home" / "mine.wav"  # a file outside gradio's cache (Demo used from Python)
+    own.parent.mkdir()
+    sf.write(own, tone(1.2), 8000)
+    files = AnswerFiles(cache, protect=[example])
+    demo = Demo(ex, examples_dir=examples, files=files)
+    for i, path in enumerate((example, cached_example, own)):
+        assert demo.answer(str(path), PROMPTS, session=f"s{i}").status.startswith("Explained")
+    for i in range(3):
+        files.end_session(f"s{i}")
+    demo.answer(str(own), PROMPTS, session=None)
+    files.close()
+    assert example.is_file() and cached_example.is_file() and own.is_file()
+    # a Demo without files set makes its own in gradio's cache on first answer
+    assert Demo(ex, examples_dir=None).files is None

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from lmaczs import Explainer, esc50
+from lmaczs import Explainer
+from lmaczs import datasets
 from lmaczs.audio import load_audio
 from tune_decoder import share_below  # tools/ is on sys.path when this script runs
 
@@ -31,12 +32,12 @@ def main() -> None:
     args = ap.parse_args()
     ex = Explainer.load(args.model, args.decoder) if args.decoder else Explainer.from_pretrained(args.model)
     b = ex.clap
-    clips = esc50.read_esc50(args.data)
-    prompts = [esc50.eval_prompt(n) for n in esc50.class_names(clips)]
+    clips = datasets.read_esc50(args.data)
+    prompts = [datasets.eval_prompt(n) for n in datasets.class_names(clips)]
     text = b.embed_text(prompts)
     rng = random.Random(args.seed)
     rows = []
-    for clip in esc50.select(clips, splits=["B"], targets="odd"):
+    for clip in datasets.select(clips, splits=["B"], targets="odd"):
         wave = b.fit_window(load_audio(clip.path, b.sample_rate))
         x, _ = b.analyze(b.prepare(wave[None]))
         enc = b.encode_spec(x)
@@ -46,7 +47,7 @@ def main() -> None:
         m_u = ex.decoder(text[u:u + 1], enc.hidden)
         kept = float(b.encode_spec(m_c * x).embedding[0] @ text[c])
         rows.append((float(m_c.mean()), float(m_u.mean()), float(enc.embedding[0] @ text[c]), kept,
-                     float(share_below(ex.decoder, text, enc.hidden, c)), prompts[c] == esc50.eval_prompt(clip.category)))
+                     float(share_below(ex.decoder, text, enc.hidden, c)), prompts[c] == datasets.eval_prompt(clip.category)))
     t = torch.tensor([r[:5] for r in rows])
     n = len(rows)
     print(f"{args.model}: {n} clips of split B, odd targets; zero-shot accuracy {sum(r[5] for r in rows) / n:.1%}")

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lmaczs import esc50
+from lmaczs import datasets
 from lmaczs.checkpoint import load_decoder
 from lmaczs.clap import load_backend
 from lmaczs.data import load_items, load_windows, split_by_group
@@ -94,8 +94,8 @@ def pack(data: str, splits: list[str], targets: str, out: Path) -> None:
     """Copy the selected clips and their metadata to ``out/esc50``; MiniLM embeddings → ``out/text_table.pt``."""
     from lmaczs.clap.minilm import MiniLmEncoder
 
-    clips = esc50.read_esc50(data)
-    keep = {c.filename for c in esc50.select(clips, splits=splits, targets=targets)}
+    clips = datasets.read_esc50(data)
+    keep = {c.filename for c in datasets.select(clips, splits=splits, targets=targets)}
     (out / "esc50" / "audio").mkdir(parents=True, exist_ok=True)
     (out / "esc50" / "meta").mkdir(exist_ok=True)
     for name in ("esc50.csv", "splits.csv"):
@@ -108,8 +108,8 @@ def pack(data: str, splits: list[str], targets: str, out: Path) -> None:
     for c in clips:
         if c.filename in keep:
             shutil.copy(c.path, out / "esc50" / "audio" / Path(c.path).name)
-    names = esc50.class_names(clips)
-    texts = sorted({c for n in names for c in esc50.captions_for(n)} | {esc50.eval_prompt(n) for n in names} | {"a"})
+    names = datasets.class_names(clips)
+    texts = sorted({c for n in names for c in datasets.captions_for(n)} | {datasets.eval_prompt(n) for n in names} | {"a"})
     torch.save({"texts": texts, "classes": names, "emb": MiniLmEncoder()(texts).float().cpu()},
                out / "text_table.pt")
     print(f"{len(keep)} clips and {len(texts)} texts → {out}")
@@ -137,8 +137,8 @@ def main() -> None:
     if args.pack:
         pack(args.data, args.splits, args.targets, Path(args.pack))
         return
-    clips = {c.path: c for c in esc50.read_esc50(args.data)}
-    names = esc50.class_names(clips.values())
+    clips = {c.path: c for c in datasets.read_esc50(args.data)}
+    names = datasets.class_names(clips.values())
     if args.text_table:
         from lmaczs.clap.embedded import EmbeddedClap
 
@@ -152,7 +152,7 @@ def main() -> None:
     _, val = split_by_group(items, TrainConfig.val_fraction, 0)
     waves = load_windows(val, backend, progress=False)
     labels = [clips[it.path].target for it in val]
-    prompts = [esc50.eval_prompt(n) for n in names]
+    prompts = [datasets.eval_prompt(n) for n in names]
     print(f"{len(val)} validation clips, device {args.device}")
     print("| run | baseline | λ1 | λ2 | batch | lr | steps | acc | AI | AD | FF | Fid-In | MM (pred) | MM (unrel.) "
           "| pred > unrel. | > others |")

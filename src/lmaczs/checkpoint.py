@@ -12,25 +12,39 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .decoder import DecoderConfig, MaskDecoder
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError, first_line
 
 DECODER_WEIGHTS = "decoder.safetensors"
 DECODER_META = "decoder.json"
 CHECKPOINT = "checkpoint.safetensors"
 
 
+TEMP_SUFFIX = ".tmp"  # atomic_write's temp files are ".<name>.<random>.tmp" beside their target
+
+
+def _write_failed(path: Path, exc: Exception) -> OutputError:
+    return OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or first_line(exc)}")
+
+
 def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file.
+
+    An :class:`OSError` on the way (read-only file system, disk full, a file where a folder should be) removes
+    the temp file and becomes a one-line :class:`OutputError`.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise _write_failed(path, exc) from None
     os.close(fd)
     try:
         write(tmp)
@@ -38,9 +52,29 @@ def atomic_write(path: Path, write: Any) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
+    except Exception as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OutputError):
+            raise
+        if isinstance(exc, OSError) or type(exc).__module__.startswith("soundfile"):  # libsndfile write errors
+            raise _write_failed(path, exc) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(folder: Path, targets: Collection[str] | None = None) -> list[Path]:
+    """Delete the temp files an interrupted :func:`atomic_write` left in ``folder`` (all of them, or only those
+    of the file names in ``targets``). Call it only where no other job writes those files (e.g. under a
+    :class:`lmaczs.locking.DirLock`). Returns the removed paths."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        target = tmp.name[1:].rsplit(".", 2)[0]  # ".<name>.<random>.tmp" -> "<name>"
+        if (targets is None or target in targets) and tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -79,7 +113,7 @@ def load_decoder(run_dir: Path) -> tuple[MaskDecoder, dict]:
         state = load_file(str(run_dir / DECODER_WEIGHTS))
         decoder.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     except (OSError, SafetensorError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot load {run_dir / DECODER_WEIGHTS}: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot load {run_dir / DECODER_WEIGHTS}: {first_line(exc)}") from None
     return decoder.eval(), meta
 
 
@@ -112,7 +146,7 @@ def load_training_state(run_dir: Path, decoder: MaskDecoder, optimizer: torch.op
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
         saved_cfg = json.loads(info["decoder_config"])
     except (OSError, SafetensorError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"cannot resume from {path}: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot resume from {path}: {first_line(exc)}") from None
     if DecoderConfig.from_dict(saved_cfg) != decoder.config:
         raise CheckpointError(f"cannot resume from {path}: it holds a decoder of another shape/backend")
     decoder.load_state_dict({k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")})

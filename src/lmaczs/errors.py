@@ -28,3 +28,20 @@ class CheckpointError(LmacError):
 
 class DataError(LmacError):
     """A training/evaluation data source that cannot be read."""
+
+
+class ConfigError(LmacError):
+    """An option value that is out of range or malformed (a device, a learning rate, a port, ...)."""
+
+
+class OutputError(LmacError, OSError):
+    """An output location that cannot be written (not a folder, read-only, disk full) or is in use by another job.
+
+    Also an :class:`OSError`, so code that handles file-system errors keeps handling it.
+    """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

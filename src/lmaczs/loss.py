@@ -13,6 +13,16 @@ keep the *evidence for text i above silence*. A pair whose clean similarity is a
 0, which the empty mask reaches exactly, so the sparsity term drives unrelated prompts' masks towards empty. Without
 it, a CLAP whose silence similarity varies across prompts as much as unrelated clips' similarities do (ours) is best
 served by one prompt-agnostic mask that keeps the salient content for every prompt (docs/model-card.md).
+
+Out term (our extension, after L-MAC's "out" loss, in zero-shot form): what the mask removes must lose the
+evidence, mean_ij max(t_iᵀ r_ij − b_i, 0) with r_ij = f_audio((1 − M_ij) ⊙ X_j). L_ZS alone is satisfied by a mask
+that keeps a second, unnamed source as well; with the out term and the L1 term the cheapest mask is the one that
+covers exactly the evidence for text i. It is defined by the CLAP alone (no labels).
+
+One-sided similarity (``similarity="hinge"``): mean_ij max(target_ij − kept_ij, 0). The absolute form also
+penalises a masked input that is *more* similar to text i than the whole input — which is what removing a second,
+unnamed source does under a cosine similarity — so it pulls masks towards keeping some of that source. The hinge
+asks only that the evidence be kept.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+SIMILARITIES = ("abs", "hinge")
+
 
 @dataclass
 class LossTerms:
@@ -28,13 +40,29 @@ class LossTerms:
     similarity: torch.Tensor  # mean |C_ij − t_iᵀ e_ij|
     sparsity: torch.Tensor  # mean mask value (L1 of a [0, 1] mask)
     diversity: torch.Tensor  # mean_{i≠j} |t_iᵀ t_j − e_iiᵀ e_ji|
+    out: torch.Tensor | None = None  # mean max(t_iᵀ r_ij − b_i, 0) of the residuals (None: not computed)
+
+    FIELDS = ("total", "similarity", "sparsity", "diversity", "out")
 
     def as_floats(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "similarity", "sparsity", "diversity")}
+        return {k: float(getattr(self, k).detach()) for k in self.FIELDS if getattr(self, k) is not None}
+
+
+def out_term(text: torch.Tensor, residual: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+    """Evidence left in what the masks removed: mean_ij max(t_iᵀ r_ij − b_i, 0).
+
+    Args:
+        text: ``(B, D)`` unit-norm t_i.
+        residual: ``(B, B, D)`` unit-norm r_ij = f_audio((1 − M(t_i, h_j)) ⊙ X_j).
+        baseline: ``(B,)`` b_i = t_iᵀ f_audio(0).
+    """
+    left = torch.einsum("id,ijd->ij", text, residual) - baseline[:, None]
+    return left.clamp(min=0).mean()
 
 
 def lzs_loss(text: torch.Tensor, audio: torch.Tensor, masked: torch.Tensor, masks: torch.Tensor,
-             lambda1: float, lambda2: float, baseline: torch.Tensor | None = None) -> LossTerms:
+             lambda1: float, lambda2: float, baseline: torch.Tensor | None = None,
+             similarity: str = "abs") -> LossTerms:
     """L_ZS for one batch.
 
     Args:
@@ -46,13 +74,15 @@ def lzs_loss(text: torch.Tensor, audio: torch.Tensor, masked: torch.Tensor, mask
         lambda2: weight of the diversity term (0 disables it; it needs B ≥ 2).
         baseline: optional ``(B,)`` similarities b_i of each text to the empty input; given, the first term
             compares evidence above silence (module docstring).
+        similarity: ``"abs"`` (the paper's |target − kept|) or ``"hinge"`` (max(target − kept, 0)).
     """
     clean = text @ audio.T  # (B, B): C_ij
     kept = torch.einsum("id,ijd->ij", text, masked)  # t_iᵀ e_ij
     if baseline is not None:
         clean = (clean - baseline[:, None]).clamp(min=0)
         kept = kept - baseline[:, None]
-    similarity = (clean - kept).abs().mean()
+    gap = clean - kept
+    similarity = (gap.clamp(min=0) if similarity == "hinge" else gap.abs()).mean()
     sparsity = masks.mean()
     b = text.shape[0]
     if b > 1:

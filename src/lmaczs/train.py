@@ -17,21 +17,26 @@ import json
 import math
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from . import __version__
 from . import distributed as dist_utils
-from .checkpoint import CHECKPOINT, load_training_state, save_decoder, save_training_state
+from .checkpoint import (CHECKPOINT, atomic_write_text, load_training_state, remove_stale_temps, save_decoder,
+                         save_training_state)
+from .checks import check_device, check_float, check_int, check_output_dir, read_text_file
 from .clap import ClapBackend, load_backend
 from .data import CaptionedClip, load_items, load_windows, split_by_group
 from .decoder import MaskDecoder, build_decoder
-from .errors import CheckpointError, DataError
-from .loss import LossTerms, lzs_loss
+from .errors import CheckpointError, ConfigError, DataError
+from .locking import DirLock
+from .loss import LossTerms, lzs_loss, out_term
+from .mixtures import MixConfig, make_example
 
 
 @dataclass
@@ -52,6 +57,10 @@ class TrainConfig:
     lambda2: float = 1.0
     baseline: str = "silence"  # "silence": L_ZS on the evidence above an empty input (loss.py); "none": the
     # paper's L_ZS as published
+    similarity: str = "abs"  # "abs": the paper's |C − kept|; "hinge": only evidence lost counts (loss.py)
+    lambda_out: float = 0.0  # weight of the out term (evidence left in the residual (1 − M) ⊙ X; loss.py)
+    pool: Optional[str] = None  # a training pool of the data protocol (data is then the datasets' root folder)
+    mix: Optional[dict] = None  # MixConfig fields: multi-source examples made on the fly (mixtures.py); None: off
     val_fraction: float = 0.15
     seed: int = 0
     checkpoint_every: int = 50
@@ -64,7 +73,9 @@ class TrainConfig:
 
     # fields that must match for --resume to continue the same run
     RESUME_KEYS = ("clap", "data", "domain", "splits", "folds", "targets", "batch_size", "lr", "weight_decay",
-                   "lambda1", "lambda2", "baseline", "val_fraction", "seed", "widths")
+                   "lambda1", "lambda2", "baseline", "similarity", "lambda_out", "pool", "mix", "val_fraction", "seed", "widths")
+    # what runs saved before a field existed were trained with
+    LEGACY = {"baseline": "none", "similarity": "abs", "lambda_out": 0.0, "pool": None, "mix": None}
 
 
 BASELINES = ("silence", "none")
@@ -75,16 +86,85 @@ def check_baseline(name: str) -> None:
         raise DataError(f"unknown L_ZS baseline {name!r}; choose one of {', '.join(BASELINES)}")
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot train, before anything is loaded (one :class:`ConfigError` line each)."""
+    check_baseline(cfg.baseline)
+    for name, value, low in (("--batch-size", cfg.batch_size, 1), ("--epochs", cfg.epochs, 0),
+                             ("--max-steps", cfg.max_steps, 1), ("--checkpoint-every", cfg.checkpoint_every, 1),
+                             ("log_every", cfg.log_every, 1), ("--group-size", cfg.group_size, 1)):
+        check_int(name, value, minimum=low)
+    if cfg.epochs == 0 and cfg.max_steps is None:
+        raise ConfigError("--epochs 0 trains for --max-steps steps: pass --max-steps N")
+    check_float("--lr", cfg.lr, minimum=0, above=True)
+    for name, value in (("weight_decay", cfg.weight_decay), ("--lambda1", cfg.lambda1), ("--lambda2", cfg.lambda2),
+                        ("--lambda-out", cfg.lambda_out), ("grad_clip", cfg.grad_clip)):
+        check_float(name, value, minimum=0)
+    check_float("--val-fraction", cfg.val_fraction, minimum=0, maximum=1, below=True)
+    if cfg.widths is not None:
+        widths = list(cfg.widths)
+        # each decoder level normalises with GroupNorm(min(8, width)): a width above 8 must split into 8 groups
+        if len(widths) != 4 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 or (w > 8 and w % 8)
+                                   for w in widths):
+            raise ConfigError(f"--widths needs 4 channel counts, each 1 to 8 or a multiple of 8 (e.g. 32 64 96 128), "
+                              f"got {widths}")
+    if cfg.device is not None:
+        check_device(cfg.device)
+    if not str(cfg.data) or not Path(cfg.data).exists():
+        raise DataError(f"training data not found: {cfg.data!r} (a captions CSV or a dataset folder)")
+    if Path(cfg.data).is_file():
+        read_text_file(cfg.data, "--data file")  # a CSV that is not UTF-8 fails here, in one line
+    check_output_dir(cfg.out)
+
+
+def check_run_dir(out: Path, resume: bool) -> None:
+    """Before loading anything: ``--resume`` needs a checkpoint; a new run must not overwrite one."""
+    if resume and not (out / CHECKPOINT).is_file():
+        raise CheckpointError(f"cannot resume: {out / CHECKPOINT} does not exist")
+    if not resume and (out / CHECKPOINT).exists():
+        raise CheckpointError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop the rows of ``log.jsonl`` past ``step`` (written after the checkpoint a resumed run restarts from, so
+    they would appear twice) and any line cut short by a kill."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    keep = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if line.endswith("\n") and isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            keep.append(line)
+    if keep != lines:
+        atomic_write_text(path, "".join(keep))
+
+
+@contextmanager
+def _run_dir_lock(out: Path, world: dist_utils.World) -> Iterator[None]:
+    """Rank 0 holds ``out/.lock`` for the whole run (a second run on ``out`` is refused) and first removes the
+    temp files a killed run left behind."""
+    if not world.is_main:
+        yield
+        return
+    with DirLock(out, owner="another lmac-zs train run"):
+        remove_stale_temps(out)
+        yield
+
+
 def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, text: torch.Tensor,
-             lambda1: float, lambda2: float, group_size: int | None = None, baseline: str = "none"
-             ) -> LossTerms:
+             lambda1: float, lambda2: float, group_size: int | None = None, baseline: str = "none",
+             lambda_out: float = 0.0, similarity: str = "abs") -> LossTerms:
     """L_ZS on one batch: ``waves (B, num_samples)``, ``text (B, D)`` unit-norm caption embeddings.
 
     Builds all B² (text i, audio j) masks in one decoder pass (pair index i·B + j) and one masked pass through
     the frozen audio tower; gradients reach the decoder only. With ``group_size`` g < B, the batch is cut into
     B/g consecutive groups, L_ZS is taken over the g² pairs of each group and averaged over the groups (pair
     index k·g² + i·g + j), still in one decoder pass. ``baseline="silence"`` measures every similarity against
-    the text's similarity to the empty input (``lzs_loss``).
+    the text's similarity to the empty input (``lzs_loss``); ``lambda_out > 0`` adds the out term over the
+    residuals (1 − M) ⊙ X (one more masked pass), measured against the same silence level.
     """
     check_baseline(baseline)
     b = waves.shape[0]
@@ -95,22 +175,31 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
     with torch.no_grad():
         x, _ = backend.analyze(backend.prepare(waves))
         clean = backend.encode_spec(x)
-        silence = backend.encode_spec(torch.zeros_like(x[:1])).embedding[0] if baseline == "silence" else None
+        need_silence = baseline == "silence" or lambda_out > 0
+        silence = backend.encode_spec(torch.zeros_like(x[:1])).embedding[0] if need_silence else None
     first = torch.arange(n, device=waves.device).repeat_interleave(g * g) * g  # first clip of each pair's group
     ti = first + torch.arange(g, device=waves.device).repeat_interleave(g).repeat(n)  # text i of the pair
     aj = first + torch.arange(g, device=waves.device).repeat(g * n)  # audio j of the pair
     masks = decoder(text[ti], [h[aj] for h in clean.hidden])
     masked = backend.encode_spec(masks * x[aj]).embedding
+    residual = backend.encode_spec((1 - masks) * x[aj]).embedding.view(n, g, g, -1) if lambda_out > 0 else None
     masked = masked.view(n, g, g, masked.shape[-1])
     masks = masks.view(n, g, g, *masks.shape[1:])
     part = [slice(k * g, (k + 1) * g) for k in range(n)]
-    # b_i = t_iᵀ f_audio(0) for each group's texts (the silence embedding is the same for every clip)
-    groups = [lzs_loss(text[p], clean.embedding[p], masked[k], masks[k], lambda1, lambda2,
-                       None if silence is None else text[p] @ silence) for k, p in enumerate(part)]
+    groups = []
+    for k, p in enumerate(part):
+        # b_i = t_iᵀ f_audio(0) for each group's texts (the silence embedding is the same for every clip)
+        b_i = None if silence is None else text[p] @ silence
+        terms = lzs_loss(text[p], clean.embedding[p], masked[k], masks[k], lambda1, lambda2,
+                         b_i if baseline == "silence" else None, similarity)
+        if residual is not None:
+            terms.out = out_term(text[p], residual[k], b_i)
+            terms.total = terms.total + lambda_out * terms.out
+        groups.append(terms)
     if n == 1:
         return groups[0]
-    return LossTerms(*(torch.stack([getattr(t, f) for t in groups]).mean()
-                       for f in ("total", "similarity", "sparsity", "diversity")))
+    return LossTerms(*(torch.stack([getattr(t, f) for t in groups]).mean() for f in LossTerms.FIELDS[:4]),
+                     out=None if residual is None else torch.stack([t.out for t in groups]).mean())
 
 
 def resolve_group_size(cfg: TrainConfig, world_size: int = 1) -> int:
@@ -172,13 +261,15 @@ def validate(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
     with torch.no_grad():
         for k in list(range(0, waves.shape[0], size))[world.rank::world.size]:
             w, t = waves[k:k + size].to(device), text[k:k + size]
-            terms = lzs_step(backend, decoder, w, t, cfg.lambda1, cfg.lambda2, baseline=cfg.baseline).as_floats()
+            terms = lzs_step(backend, decoder, w, t, cfg.lambda1, cfg.lambda2, baseline=cfg.baseline,
+                             lambda_out=cfg.lambda_out, similarity=cfg.similarity).as_floats()
             for key, v in terms.items():
                 sums[key] = sums.get(key, 0.0) + v * w.shape[0]
             n += w.shape[0]
     decoder.train()
     if world.distributed:
-        keys = ("total", "similarity", "sparsity", "diversity")
+        # the same keys on every rank (a rank without validation groups has no sums): one all_reduce shape
+        keys = LossTerms.FIELDS if cfg.lambda_out > 0 else LossTerms.FIELDS[:4]
         reduced = dist_utils.all_reduce_sum(
             world, torch.tensor([sums.get(k, 0.0) for k in keys] + [float(n)], dtype=torch.float64)).tolist()
         sums, n = dict(zip(keys, reduced[:-1])), int(reduced[-1])
@@ -196,9 +287,12 @@ def train(cfg: TrainConfig, resume: bool = False, backend: ClapBackend | None = 
 
     Under ``torchrun`` every rank calls this with the same config (see the module docstring).
     """
+    check_config(cfg)
+    check_run_dir(Path(cfg.out), resume)
     world = dist_utils.setup(cfg.device)
     try:
-        return _train(cfg, resume, backend, world)
+        with _run_dir_lock(Path(cfg.out), world):
+            return _train(cfg, resume, backend, world)
     finally:
         dist_utils.teardown(world)
 
@@ -210,7 +304,8 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
     group = resolve_group_size(cfg, world.size)
     torch.manual_seed(cfg.seed)
     backend = (backend or load_backend(cfg.clap, cfg.domain)).to(world.device)
-    items = load_items(cfg.data, splits=cfg.splits, folds=cfg.folds, targets=cfg.targets)
+    items = load_items(cfg.data, splits=cfg.splits, folds=cfg.folds, targets=cfg.targets, pool=cfg.pool)
+    mix = MixConfig(**cfg.mix) if cfg.mix is not None else None
     train_items, val_items = split_by_group(items, cfg.val_fraction, cfg.seed)
     if len(train_items) < cfg.batch_size:
         raise DataError(f"{len(train_items)} training clips are fewer than one batch of {cfg.batch_size}")
@@ -220,7 +315,7 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
     step = 0
     if resume:
         meta = load_training_state(out, decoder, optimizer)
-        saved = {"baseline": "none", **meta["train_config"]}  # runs from before the option used the paper's L_ZS
+        saved = {**TrainConfig.LEGACY, **meta["train_config"]}
         changed = [k for k in TrainConfig.RESUME_KEYS if saved.get(k) != asdict(cfg).get(k)]
         if changed:
             raise CheckpointError(f"cannot resume {out}: these settings differ from the saved run: {changed}")
@@ -230,6 +325,8 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
                                   f"this run would use {group} ({world.size} processes); pass --group-size "
                                   f"{saved_group}")
         step = int(meta["step"])
+        if main:
+            truncate_log(out / "log.jsonl", step)
     elif (out / CHECKPOINT).exists():
         raise CheckpointError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     # Every rank has read the run directory before rank 0 may write to it.
@@ -245,6 +342,17 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
     val_waves = load_windows(val_items, backend, progress) if val_items else None
     texts = TextCache(backend)
     texts.add([c for it in items for c in it.captions])
+    classes = [it.class_key or it.group for it in train_items]
+    categories = [it.category or it.captions[0] for it in train_items]
+
+    def batch(idx: list[int], epoch: int) -> tuple[torch.Tensor, list[str]]:
+        """The clips of a step and a caption each, or multi-source examples made from them (``--mix``)."""
+        if mix is None:
+            return train_waves[idx], [pick_caption(train_items[i], cfg.seed, epoch, i) for i in idx]
+        made = [make_example(i, train_waves, classes, [it.captions for it in train_items], categories, mix,
+                             cfg.seed, epoch, backend.sample_rate) for i in idx]
+        return torch.stack([m.wave for m in made]), [m.caption for m in made]
+
     val_text = texts([it.captions[0] for it in val_items]) if val_items else None
 
     steps_per_epoch = len(train_items) // cfg.batch_size
@@ -282,9 +390,9 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
             epoch, pos = divmod(step, steps_per_epoch)
             order = epoch_order(len(train_items), cfg.seed, epoch)
             idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size][mine]
-            caps = [pick_caption(train_items[i], cfg.seed, epoch, i) for i in idx]
-            terms = lzs_step(backend, model, train_waves[idx].to(world.device), texts(caps), cfg.lambda1,
-                             cfg.lambda2, group, cfg.baseline)
+            waves, caps = batch(idx, epoch)
+            terms = lzs_step(backend, model, waves.to(world.device), texts(caps), cfg.lambda1,
+                             cfg.lambda2, group, cfg.baseline, cfg.lambda_out, cfg.similarity)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             if cfg.grad_clip:

@@ -89,14 +89,19 @@ class MaskingDomain(ABC):
     def linear_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """``(B, T, F)`` mask → ``(B, T, F_lin)`` mask on linear-frequency bins (identity for STFT)."""
 
-    def synthesize(self, mask: torch.Tensor, stft: torch.Tensor, length: int) -> torch.Tensor:
-        """Listenable audio of ``mask ⊙ X`` with the original phase. Returns ``(B, length)``."""
+    def masked_stft(self, mask: torch.Tensor, stft: torch.Tensor) -> torch.Tensor:
+        """The complex STFT of ``mask ⊙ X`` with the original phase: ``(B, T, F)`` mask and ``(B, T, F_lin)``
+        complex STFT → ``(B, T, F_lin)`` complex. Frame by frame (a chunk of frames gives those frames)."""
         lin = self.linear_mask(mask)
         mag = stft.abs()
         masked_mag = torch.expm1(lin * torch.log1p(mag))
         phase = stft / mag.clamp_min(1e-12)
         phase = torch.where(mag > 0, phase, torch.ones_like(phase))
-        return self.front.stft.inverse(masked_mag * phase, length)
+        return masked_mag * phase
+
+    def synthesize(self, mask: torch.Tensor, stft: torch.Tensor, length: int) -> torch.Tensor:
+        """Listenable audio of ``mask ⊙ X`` with the original phase. Returns ``(B, length)``."""
+        return self.front.stft.inverse(self.masked_stft(mask, stft), length)
 
 
 class StftDomain(MaskingDomain):

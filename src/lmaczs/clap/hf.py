@@ -3,8 +3,8 @@
 What differs from running the model through ``ClapProcessor``/``ClapFeatureExtractor``, and why:
 
 - **Front end in torch.** The extractor's log-mel is NumPy; here it is rebuilt from the checkpoint's own
-  ``preprocessor_config.json`` with a centred, *reflect*-padded, periodic-Hann :class:`~lmaczs.audio.Stft` (its FFT
-  in float64, see :class:`Float64Stft`),
+  feature-extractor settings (:func:`extractor_settings`) with a centred, *reflect*-padded, periodic-Hann
+  :class:`~lmaczs.audio.Stft` (its FFT in float64, see :class:`Float64Stft`),
   :func:`~lmaczs.audio.mel_filterbank` (Slaney scale and norm for ``rand_trunc`` models; HTK, unnormalised for
   ``fusion`` models, as the extractor does) and ``10·log10(max(mel, 1e-10))``, so it is differentiable and matches
   the extractor to ~1e-5 dB (see ``tests/test_hf_backend.py``).
@@ -23,8 +23,9 @@ Zero-shot logits use the model's *audio* scale, ``exp(logit_scale_a)``, as ``Cla
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from transformers import ClapFeatureExtractor, ClapModel, PreTrainedTokenizerBase
 
 DB_FLOOR = 1e-10  # the extractor's mel floor and dB ``min_value`` (−100 dB)
+EXTRACTOR_FILE = "preprocessor_config.json"  # flat: ClapFeatureExtractor.save_pretrained, ClapProcessor in 4.x
+PROCESSOR_FILE = "processor_config.json"  # ClapProcessor.save_pretrained in 5.x: the extractor's settings nested
+NESTED_KEYS = ("feature_extractor", "audio_processor")  # the keys transformers looks for, in its order
 
 
 def power_to_db(mel: torch.Tensor) -> torch.Tensor:
@@ -93,6 +97,52 @@ def _resolve_dir(name_or_dir: str, cache_dir: str | Path | None) -> Path:
                            "cache (lmaczs never downloads); download it once or pass a local directory") from None
 
 
+def _read_json(path: Path, spec: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BackendError(f"{spec}: cannot read {path.name}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BackendError(f"{spec}: {path.name} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+def extractor_settings(root: Path, spec: str) -> tuple[dict[str, Any], str]:
+    """The checkpoint's ``ClapFeatureExtractor`` settings and where they were found, in every layout that
+    ``ClapFeatureExtractor.from_pretrained`` reads, with its priority:
+
+    1. ``processor_config.json`` with the settings nested under ``"feature_extractor"`` (or ``"audio_processor"``),
+       as ``ClapProcessor.save_pretrained`` writes them in transformers 5.x;
+    2. else a flat ``preprocessor_config.json`` (transformers 4.x, and ``ClapFeatureExtractor.save_pretrained``).
+
+    Read here rather than by transformers so that a 5.x checkpoint also loads with transformers 4.x.
+
+    Raises:
+        BackendError: neither is there, a file is not valid JSON, or the settings are not a CLAP extractor's.
+    """
+    found: Any = None
+    where = ""
+    proc = root / PROCESSOR_FILE
+    if proc.is_file():
+        outer = _read_json(proc, spec)
+        key = next((k for k in NESTED_KEYS if isinstance(outer, dict) and k in outer), None)
+        if key is not None:  # a processor_config.json without nested settings (4.x) is skipped, as transformers does
+            found, where = outer[key], f"{PROCESSOR_FILE} ({key!r})"
+    pre = root / EXTRACTOR_FILE
+    if found is None and pre.is_file():
+        found, where = _read_json(pre, spec), EXTRACTOR_FILE
+    if found is None:
+        raise BackendError(f"{spec}: no feature-extractor settings in {root}: neither {EXTRACTOR_FILE} nor a "
+                           f"{PROCESSOR_FILE} with a nested \"feature_extractor\" (save the processor with it)")
+    if not isinstance(found, dict):
+        raise BackendError(f"{spec}: {where} holds {type(found).__name__}, not the feature extractor's settings")
+    kind = found.get("feature_extractor_type", "ClapFeatureExtractor")
+    if kind != "ClapFeatureExtractor":
+        raise BackendError(f"{spec}: {where} is for a {kind}, not a ClapFeatureExtractor (not a CLAP checkpoint?)")
+    return found, where
+
+
 class HfClap(ClapBackend):
     """A frozen ``transformers.ClapModel`` (HTSAT + RoBERTa) with a torch front end and unfolded hidden states.
 
@@ -104,7 +154,7 @@ class HfClap(ClapBackend):
     peak_normalize = False
 
     def __init__(self, model: "ClapModel", extractor: "ClapFeatureExtractor", tokenizer: "PreTrainedTokenizerBase",
-                 spec: str):
+                 spec: str, extractor_source: str = EXTRACTOR_FILE):
         super().__init__()
         audio_cfg = model.config.audio_config
         self.spec = spec
@@ -115,9 +165,18 @@ class HfClap(ClapBackend):
         self.padding = str(extractor.padding)  # "repeatpad" | "repeat" | "pad": the extractor's short-clip rule
         self.pad_mode = "repeat" if self.padding in ("repeat", "repeatpad") else "zero"
         self.fused = bool(audio_cfg.enable_fusion)
+        if self.padding not in ("repeatpad", "repeat", "pad") or str(extractor.truncation) not in ("fusion",
+                                                                                                  "rand_trunc"):
+            raise BackendError(f"{spec}: {extractor_source}: unknown padding {extractor.padding!r} or truncation "
+                               f"{extractor.truncation!r} (ClapFeatureExtractor knows repeatpad|repeat|pad and "
+                               "fusion|rand_trunc)")
+        bad = [name for name in ("sampling_rate", "nb_max_samples", "hop_length", "fft_window_size", "feature_size")
+               if int(getattr(extractor, name)) <= 0]
+        if bad:
+            raise BackendError(f"{spec}: {extractor_source}: {', '.join(bad)} must be positive")
         n_mels = int(extractor.feature_size)
         if n_mels != int(audio_cfg.num_mel_bins):
-            raise BackendError(f"{spec}: preprocessor_config.json has {n_mels} mel bins but the model expects "
+            raise BackendError(f"{spec}: {extractor_source} has {n_mels} mel bins but the model expects "
                                f"{audio_cfg.num_mel_bins}")
         self.freq_ratio = int(audio_cfg.spec_size) // n_mels
         frames = self.num_samples // int(extractor.hop_length) + 1
@@ -137,23 +196,32 @@ class HfClap(ClapBackend):
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str, *, cache_dir: str | Path | None = None) -> "HfClap":
-        """Load a checkpoint directory (``config.json``, weights, ``preprocessor_config.json``, tokenizer files) or
-        a hub id already in the Hugging Face cache (``cache_dir`` overrides the default cache). Never downloads.
+        """Load a checkpoint directory (``config.json``, weights, the feature extractor's settings, tokenizer files)
+        or a hub id already in the Hugging Face cache (``cache_dir`` overrides the default cache). Never downloads.
+
+        The extractor's settings may be a ``preprocessor_config.json`` (transformers 4.x) or nested in a
+        ``processor_config.json`` (``ClapProcessor.save_pretrained`` in 5.x): see :func:`extractor_settings`.
 
         Raises:
-            BackendError: no such directory/cached model, a file missing, or not a CLAP checkpoint.
+            BackendError: no such directory/cached model, a file missing or corrupt, or not a CLAP checkpoint.
         """
         from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
         root = _resolve_dir(str(name_or_dir), cache_dir)
         spec = f"hf:{root if Path(str(name_or_dir)).expanduser().is_dir() else name_or_dir}"
-        for needed in ("config.json", "preprocessor_config.json"):
-            if not (root / needed).is_file():
-                raise BackendError(f"{spec}: {needed} is missing from {root}")
+        if not (root / "config.json").is_file():
+            raise BackendError(f"{spec}: config.json is missing from {root}")
+        settings, where = extractor_settings(root, spec)
         with quiet_transformers_load(f"{spec}: cannot load a CLAP checkpoint from {root}"):
             model = ClapModel.from_pretrained(str(root), local_files_only=True)
-            extractor = ClapFeatureExtractor.from_pretrained(str(root), local_files_only=True)
+        with quiet_transformers_load(f"{spec}: bad feature-extractor settings in {where}"):
+            extractor = ClapFeatureExtractor.from_dict(dict(settings))
+        with quiet_transformers_load(f"{spec}: cannot load the tokenizer from {root}"):
             tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True)
-        return cls(model.float(), extractor, tokenizer, spec)
+        try:
+            return cls(model.float(), extractor, tokenizer, spec, extractor_source=where)
+        except (TypeError, ValueError, ZeroDivisionError) as exc:  # e.g. a setting of the wrong type
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BackendError(f"{spec}: unusable settings (feature extractor from {where}): {msg}") from None
 
     # -- windows -------------------------------------------------------------------------------
     def fit_window(self, wave: torch.Tensor) -> torch.Tensor:
@@ -218,4 +286,4 @@ class HfClap(ClapBackend):
         return list(self.model.audio_model.audio_encoder.layers)
 
 
-__all__ = ["Float64Stft", "HfClap", "unfold_htsat", "power_to_db"]
+__all__ = ["Float64Stft", "HfClap", "extractor_settings", "unfold_htsat", "power_to_db"]

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import Stft, mel_filterbank
-from ..errors import BackendError
+from ..errors import BackendError, first_line
 from .base import AudioEncoding, ClapBackend, MelFrontEnd, freeze
 from .cnn14 import Cnn14
 
@@ -193,13 +193,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not p.is_file():
         raise BackendError(f"MS-CLAP checkpoint not found: {p} "
                            "(CLAP_weights_2022.pth from https://huggingface.co/microsoft/msclap)")
+    if p.stat().st_size == 0:
+        raise BackendError(f"MS-CLAP checkpoint {p} is empty (0 bytes): an interrupted download? Fetch "
+                           "CLAP_weights_2022.pth again")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
             obj: object = load_file(str(p))
         except Exception as exc:
-            raise BackendError(f"cannot read {p}: {str(exc).splitlines()[0]}") from None
+            raise BackendError(f"cannot read {p}: {first_line(exc)}") from None
     else:
         try:
             with _numpy_scalars_allowed():
@@ -212,7 +215,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                                    "(docs/backends.md)") from None
             raise BackendError(f"cannot read checkpoint {p}: not a torch.save file") from None
         except Exception as exc:
-            raise BackendError(f"cannot read checkpoint {p}: {str(exc).splitlines()[0]}") from None
+            raise BackendError(f"cannot read checkpoint {p}: {first_line(exc)}") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
