@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from lmaczs.evaluate import classify_batch, score_method
-from lmaczs.methods import ALL_METHODS, LABELS, build_methods
+from lmaczs.evaluation.faithfulness import classify_batch, score_method
+from lmaczs.evaluation.methods import ALL_METHODS, DEFAULT_PRESET, LABELS, PRESETS, build_methods
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "esc50"
 
@@ -109,21 +109,28 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(ALL_METHODS))
     ap.add_argument("--curve-steps", type=int, default=4)
     ap.add_argument("--curve-conditions", type=int, default=1, help="conditions with curves (default: clean only)")
-    ap.add_argument("--clips", type=int, default=94, help="clips of the projected run (B odd-target: 94)")
+    ap.add_argument("--clips", type=int, default=193,
+                    help="clips of the projected run (ESC-50 B: 193, its odd targets 94; UrbanSound8K 7-8: 229)")
     ap.add_argument("--conditions", type=int, default=4, help="conditions of the projected run")
+    ap.add_argument("--baseline-settings", choices=PRESETS, default=DEFAULT_PRESET,
+                    help="baseline preset, as lmac-zs evaluate --baseline-settings (default: %(default)s)")
+    ap.add_argument("--pairings", type=int, default=3,
+                    help="localisation pairings of the projected run (--localization; 0: without)")
+    ap.add_argument("--separation", type=int, default=1, choices=[0, 1],
+                    help="include the separation benchmark in the projection (default 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     backend, decoder, what = load(args)
     backend, decoder = backend.to(device), decoder.to(device)
     keys = [k.strip() for k in args.methods.split(",") if k.strip()]
-    methods = build_methods(keys, decoder)
+    methods = build_methods(keys, decoder, preset=args.baseline_settings)
     prompts = [f"this is the sound of class {i}" for i in range(50)]  # 50 prompts, like the evaluation
     with torch.no_grad():
         text = backend.embed_text(prompts).to(device)
         x, _ = backend.analyze(backend.prepare(clips(backend, args.batch).to(device)))
         t, f = backend.mask_shape()
-        from lmaczs.metrics import zero_shot_probs
+        from lmaczs.evaluation.metrics import zero_shot_probs
 
         p_zero = zero_shot_probs(backend, torch.zeros(1, t, f, device=device), text)
     b = x.shape[0]
@@ -145,7 +152,7 @@ def main() -> None:
 
     mem = peak_memory_mib(explain, device)
     everything = list(range(b))
-    total_eval = total_curves = cpu_eval = cpu_curves = 0.0
+    total_eval = total_curves = cpu_eval = cpu_curves = total_mask = 0.0
     for key, method in methods.items():
         if key == "lmaczs":
             t_mask = best_time(explain, args.repeats) / b  # classify + decoder: what `lmac-zs explain` does
@@ -159,6 +166,7 @@ def main() -> None:
                                                 args.curve_steps))
             t_curves, c_curves = max(0.0, w / b - t_eval), max(0.0, cpu / b - c_eval)
         total_eval += t_eval
+        total_mask += t_mask
         total_curves += t_curves
         cpu_eval += c_eval
         cpu_curves += c_curves
@@ -177,6 +185,10 @@ def main() -> None:
           f"{args.conditions} conditions + {total_curves:.2f} s of curves per clip × {args.curve_conditions} "
           f"condition(s) ({args.curve_steps} steps) = {projected / 60:.1f} min wall at this machine's load; "
           f"{cpu / 60:.1f} CPU-min of work (≈ {cpu / 60 / args.threads:.1f} min on {args.threads} free core(s))")
+    extra = args.clips * (args.pairings + args.separation) * (total_mask + t_cls)
+    print(f"+ localisation ({args.pairings} pairings) and separation ({args.separation}): one mask per method and "
+          f"item, {total_mask + t_cls:.2f} s per item → {extra / 60:.1f} min more wall at this load "
+          f"(baselines: {args.baseline_settings} settings)")
 
 
 if __name__ == "__main__":

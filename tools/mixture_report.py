@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from lmaczs import Explainer, datasets  # noqa: E402
 from lmaczs.audio import load_audio  # noqa: E402
-from lmaczs.conditions import mix_at_snr  # noqa: E402
-from lmaczs.localization import energy_share, region_frames, splice  # noqa: E402
-from lmaczs.methods import LABELS, build_methods, parse_methods  # noqa: E402
-from lmaczs.separation import ideal_ratio_mask, si_sdr  # noqa: E402
+from lmaczs.evaluation.conditions import mix_at_snr  # noqa: E402
+from lmaczs.evaluation.localization import energy_share, region_frames, splice  # noqa: E402
+from lmaczs.evaluation.methods import LABELS, build_methods, parse_methods  # noqa: E402
+from lmaczs.evaluation.separation import ideal_ratio_mask, si_sdr  # noqa: E402
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -33,7 +33,7 @@ from lmaczs.checkpoint import load_decoder
 from lmaczs.clap import load_backend
 from lmaczs.data import load_items, load_windows, split_by_group
 from lmaczs.errors import PromptError
-from lmaczs.metrics import per_example_metrics, summarize, zero_shot_probs
+from lmaczs.evaluation.metrics import per_example_metrics, summarize, zero_shot_probs
 from lmaczs.train import TrainConfig, train
 
 COLUMNS = ["acc", "AI", "AD", "FF", "Fid-In", "MM", "MM-unrelated", "larger", "above-others"]

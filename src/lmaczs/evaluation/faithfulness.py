@@ -114,10 +114,9 @@ def run_faithfulness(ctx: "EvalContext", conditions: Sequence[str], curve_steps:
                 continue
             made = [ctx.cond.apply(condition, clip) for clip in batch]
             views = ctx.analyze(torch.stack([w for w, _ in made]))
-            probs = {}
-            for d, view in views.items():
-                with in_domain(backend, d):
-                    probs[d] = classify_batch(backend, view.x, ctx.text)[1]
+            with torch.no_grad():  # the encodings of the views are the unmasked forwards
+                probs = {d: (backend.logit_scale * v.enc.embedding @ ctx.text.T.to(v.enc.embedding)).softmax(dim=-1)
+                         for d, v in views.items()}
             c = probs[ctx.primary].argmax(dim=1)  # ĉ of the backend's own domain, for every method
             for key in ctx.keys:  # one method at a time, each written as soon as it is done
                 if not pending[key]:

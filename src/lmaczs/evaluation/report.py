@@ -51,7 +51,7 @@ def report_markdown(tables: dict, heading: str = "#") -> str:
            f"- deletion/insertion curves: {s['curve_steps']} steps, on "
            f"{', '.join(s['curve_conditions']) or 'no condition'} (– elsewhere)",
            f"- wall time of this invocation: {tables.get('elapsed_s', 0):.0f} s\n",
-           f"{h2} Faithfulness (AI/AD/AG in %)\n", markdown_tables(tables)]
+           f"{h2} Faithfulness (AI/AD/AG in %)\n", markdown_tables(tables, h2 + "#")]
     comp = completeness_markdown(tables)
     if comp:
         out += [f"{h2} Integrated Gradients: completeness error\n",
@@ -60,7 +60,8 @@ def report_markdown(tables: dict, heading: str = "#") -> str:
     out += [f"{h2} Cost (seconds per clip to compute the mask, this machine)\n", cost_markdown(tables)]
     if "localization" in tables:
         out += [f"{h2} Ground-truth localisation\n",
-                localization_markdown(tables["localization"], data.get("label", "A")), legend(tables) + "\n"]
+                localization_markdown(tables["localization"], data.get("label", "A"), h2 + "#"),
+                legend(tables) + "\n"]
     if "separation" in tables:
         out += [f"{h2} Separation (overlapped pairs)\n", separation_markdown(tables["separation"]),
                 legend(tables) + "\n"]

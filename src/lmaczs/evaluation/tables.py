@@ -253,11 +253,12 @@ def legend(tables: dict) -> str:
             "cell, uncorrected).")
 
 
-def markdown_tables(tables: dict) -> str:
+def markdown_tables(tables: dict, heading: str = "###") -> str:
+    """The faithfulness tables, one per condition under a ``heading``-level title."""
     lines = []
     for condition, entry in tables["conditions"].items():
         lo, hi = entry.get("accuracy_ci", [math.nan, math.nan])
-        lines.append(f"### {condition} — zero-shot accuracy {fmt(entry['accuracy'], 1)} % "
+        lines.append(f"{heading} {condition} — zero-shot accuracy {fmt(entry['accuracy'], 1)} % "
                      f"[{fmt(lo, 1)}, {fmt(hi, 1)}] ({entry['clips']} clips, {tables['prompts']}-way)\n")
         lines += block_markdown(entry, tables["methods"], FAITHFULNESS)
         lines.append("")
@@ -295,13 +296,14 @@ def csv_tables(tables: dict) -> str:
     return buf.getvalue()
 
 
-def localization_markdown(loc: dict, dataset_label: str = "A") -> str:
+def localization_markdown(loc: dict, dataset_label: str = "A", heading: str = "###") -> str:
+    """One table per pairing, each under a ``heading``-level title."""
     from .localization import PAIRING_LABELS
 
     lines = []
     for pairing, entry in loc["pairings"].items():
         lo, hi = entry.get("a_predicted_ci", [math.nan, math.nan])
-        lines.append(f"#### {dataset_label} + {PAIRING_LABELS.get(pairing, pairing)}\n")
+        lines.append(f"{heading} {dataset_label} + {PAIRING_LABELS.get(pairing, pairing)}\n")
         lines.append(f"{entry['items']} spliced items (clip A | partner B, equal loudness); every method explains "
                      f"A's prompt. A predicted on {fmt(entry.get('a_predicted', math.nan), 1)} % "
                      f"[{fmt(lo, 1)}, {fmt(hi, 1)}] of items; chance energy share = A's frame fraction = "
