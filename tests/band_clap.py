@@ -47,3 +47,49 @@ def band_noise(band: int, n: int, sr: int, rng: np.random.Generator) -> torch.Te
     env = np.repeat(rng.uniform(0.3, 1.0, 8), -(-n // 8))[:n]
     x = x * env
     return torch.from_numpy(x / np.sqrt(np.mean(x ** 2))).float()
+
+
+def train_band_decoder(backend: BandClap, steps: int, seed: int = 0, **loss_options) -> tuple[torch.nn.Module, dict]:
+    """A tiny decoder trained for ``steps`` L_ZS steps (batch 4, λ1 0.1, λ2 0) on overlaps of bands 0 and 2 at
+    ±6 dB and single sources, each with the prompt of band 0 or 2. ``loss_options`` go to ``lzs_step``.
+    Returns the decoder and the last step's loss terms."""
+    from lmaczs.decoder import build_decoder
+    from lmaczs.mixtures import overlap
+    from lmaczs.train import lzs_step
+
+    torch.manual_seed(seed)
+    n, sr = backend.num_samples, backend.sample_rate
+    decoder = build_decoder(backend, widths=[8, 16, 16, 16])
+    opt = torch.optim.Adam(decoder.parameters(), lr=1e-3)
+    rng = np.random.default_rng(seed)
+    terms = None
+    for _ in range(steps):
+        waves, caps = [], []
+        for _ in range(4):
+            a, b = band_noise(0, n, sr, rng), band_noise(2, n, sr, rng)
+            kind = rng.integers(3)
+            w = overlap(a, b, rng.uniform(-6, 6)) if kind == 0 else (a if kind == 1 else b)
+            waves.append(w / w.abs().max())
+            caps.append(f"band {rng.choice([0, 2])}")
+        terms = lzs_step(backend, decoder, torch.stack(waves), backend.embed_text(caps), 0.1, 0.0, **loss_options)
+        opt.zero_grad()
+        terms.total.backward()
+        opt.step()
+    return decoder.eval(), terms.as_floats()
+
+
+def band_share(decoder: torch.nn.Module, backend: BandClap, band: int, rng: np.random.Generator,
+               n_items: int = 8) -> float:
+    """Mask mass in ``band``'s bins over the other source's bins, for its prompt, on 0 dB overlaps of 0 and 2."""
+    from lmaczs.mixtures import overlap
+
+    n, sr = backend.num_samples, backend.sample_rate
+    freqs = np.fft.rfftfreq(backend.front.stft.n_fft, 1 / sr)
+    bins = {k: torch.tensor((freqs >= lo) & (freqs <= hi)) for k, (lo, hi) in BAND_HZ.items()}
+    other = 2 if band == 0 else 0
+    w = torch.stack([overlap(band_noise(0, n, sr, rng), band_noise(2, n, sr, rng), 0.0) for _ in range(n_items)])
+    with torch.no_grad():
+        x, _ = backend.analyze(backend.prepare(w))
+        masks = decoder(backend.embed_text([f"band {band}"] * n_items), backend.encode_spec(x).hidden)
+    own, rest = float(masks[..., bins[band]].mean()), float(masks[..., bins[other]].mean())
+    return own / (own + rest)

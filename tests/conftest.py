@@ -48,6 +48,34 @@ def esc50_paths(n: int | None = None, *, fold: int | None = 4, target: int | Non
     return paths[:n] if n is not None else paths
 
 
+def varied_tiny_explainer():
+    """An Explainer on ``tiny:0`` whose (seeded, untrained) decoder gives masks that vary over the clip: an
+    untouched random decoder is nearly constant, which would hide stitching and streaming errors."""
+    from lmaczs.clap import load_backend
+    from lmaczs.decoder import build_decoder
+    from lmaczs.explain import Explainer
+
+    backend = load_backend("tiny")
+    torch.manual_seed(3)
+    decoder = build_decoder(backend, widths=TINY_WIDTHS)
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return Explainer(backend, decoder)
+
+
+def concatenated_clips(folder: Path, n: int, name: str) -> Path:
+    """``n`` real ESC-50 clips of different classes (5 s each, 44.1 kHz) end to end in one FLAC file."""
+    import numpy as np
+    import soundfile as sf
+
+    from lmaczs.audio import read_audio
+
+    path = folder / name
+    sf.write(path, np.concatenate([read_audio(p)[0][:, 0] for p in esc50_paths(n)]), 44100)
+    return path
+
+
 @pytest.fixture(scope="session")
 def esc50_dir() -> Path:
     """The real ESC-50 folder (skips the test when it is absent)."""

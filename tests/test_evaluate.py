@@ -466,7 +466,6 @@ def _check_full_run(out, keys, n_clips, n_prompts, pairings):
 def test_full_evaluation_esc50_and_resume(tiny_run, tmp_path, monkeypatch, capsys):
     """Every part (conditions, metrics, intervals, sanity, localisation with three pairings, separation, tables) on
     three ESC-50 clips; a rerun computes nothing, a crash mid-line costs only that line."""
-    import time
 
     import lmaczs.evaluation.faithfulness as faith
     from lmaczs.cli import main
@@ -476,9 +475,7 @@ def test_full_evaluation_esc50_and_resume(tiny_run, tmp_path, monkeypatch, capsy
     args = ["evaluate", "--decoder", str(tiny_run.path), "--data", str(ESC50_DIR), "--out", str(out),
             "--limit", "3", "--quiet", "--curve-steps", "4", "--localization", "--separation", "--sanity",
             "--sanity-clips", "3", "--bootstrap", "200", "--threads", "1"]
-    t0 = time.perf_counter()
     assert main(args) == 0
-    assert time.perf_counter() - t0 < 60
     tables = _check_full_run(out, list(ALL_METHODS), 3, 50, ["esc50", "urbansound8k", "speech"])
     assert tables["settings"]["baseline_settings"] == "standard"
     assert tables["settings"]["baselines"]["ig"]["steps"] == 50
@@ -525,7 +522,6 @@ def test_full_evaluation_esc50_and_resume(tiny_run, tmp_path, monkeypatch, capsy
 def test_full_evaluation_urbansound8k_with_mel_decoder(tiny_run, tiny_mel_run, tmp_path):
     """Every part on three UrbanSound8K slices (a seeded subset of folds 7–8), reduced baseline settings, with a
     mel-domain decoder beside the STFT one; then one page over both datasets."""
-    import time
 
     from lmaczs.cli import main
     from lmaczs.evaluation.methods import ALL_METHODS
@@ -536,9 +532,7 @@ def test_full_evaluation_urbansound8k_with_mel_decoder(tiny_run, tiny_mel_run, t
             "--out", str(out), "--max-clips", "3", "--quiet", "--localization", "--separation", "--sanity",
             "--sanity-clips", "3", "--bootstrap", "200", "--baseline-settings", "reduced",
             "--mel-decoder", str(tiny_mel_run), "--threads", "1"]
-    t0 = time.perf_counter()
     assert main(args) == 0
-    assert time.perf_counter() - t0 < 60
     keys = ["lmaczs", "lmaczs-mel"] + [k for k in ALL_METHODS if k != "lmaczs"]
     tables = _check_full_run(out, keys, 3, 10, ["esc50", "urbansound8k", "speech"])
     assert tables["settings"]["baselines"]["ig"]["steps"] == 8
@@ -578,13 +572,8 @@ def test_evaluate_refuses_bad_input_before_loading(tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
-def test_former_module_names_still_import():
-    """The evaluation moved into ``lmaczs.evaluation``; the old names are the same module objects, and
-    ``lmaczs.evaluate`` still registers the command."""
-    import importlib
-
-    for name in ("conditions", "metrics", "methods", "sanity", "localization", "separation"):
-        assert importlib.import_module(f"lmaczs.{name}") is importlib.import_module(f"lmaczs.evaluation.{name}")
+def test_evaluate_entry_point_still_registers_the_command():
+    """The evaluation moved into ``lmaczs.evaluation``; ``lmaczs.evaluate`` still registers the command."""
     import lmaczs.evaluate as ev
     from lmaczs import evaluation
 

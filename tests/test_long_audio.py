@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_WIDTHS, esc50_paths
-from lmaczs.audio import load_audio, peak_normalize, read_audio
+from conftest import concatenated_clips, varied_tiny_explainer
+from lmaczs.audio import load_audio, peak_normalize
 from lmaczs.clap import load_backend
-from lmaczs.decoder import build_decoder
 from lmaczs.explain import Explainer
 from lmaczs.windows import window_starts
 
@@ -29,21 +27,12 @@ HOP = 128  # its STFT hop
 
 @pytest.fixture(scope="module")
 def long_file(tmp_path_factory):
-    clips = [read_audio(p)[0][:, 0] for p in esc50_paths(12)]  # 12 classes, 5 s each, 44.1 kHz
-    path = tmp_path_factory.mktemp("long") / "sixty_seconds.flac"
-    sf.write(path, np.concatenate(clips), 44100)
-    return path
+    return concatenated_clips(tmp_path_factory.mktemp("long"), 12, "sixty_seconds.flac")  # 12 classes
 
 
 @pytest.fixture(scope="module")
 def explainer() -> Explainer:
-    backend = load_backend("tiny")
-    torch.manual_seed(3)
-    decoder = build_decoder(backend, widths=TINY_WIDTHS)
-    with torch.no_grad():  # a random decoder whose masks vary (an untouched one is nearly constant)
-        for p in decoder.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return Explainer(backend, decoder)
+    return varied_tiny_explainer()
 
 
 class ContentDecoder(torch.nn.Module):

@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 import torch
 
-from lmaczs import metrics as M
+from lmaczs.evaluation import metrics as M
 from lmaczs.clap import load_backend
 
 P = torch.tensor([[0.6, 0.4], [0.3, 0.7]])

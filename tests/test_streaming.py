@@ -16,10 +16,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import TINY_WIDTHS, esc50_paths
+from conftest import concatenated_clips, varied_tiny_explainer
 from lmaczs.audio import Stft, load_audio
-from lmaczs.clap import load_backend
-from lmaczs.decoder import build_decoder
 from lmaczs.errors import AudioError
 from lmaczs.explain import Explainer
 from lmaczs.longaudio import StreamInverse, Workdir, row_blocks, spool_audio, stft_frames
@@ -32,21 +30,12 @@ ATOL = 1e-5
 
 @pytest.fixture(scope="module")
 def forty_seconds(tmp_path_factory):
-    clips = [load_audio(p, 44100).numpy() for p in esc50_paths(8)]
-    path = tmp_path_factory.mktemp("stream") / "forty_seconds.flac"
-    sf.write(path, np.concatenate(clips), 44100)
-    return path
+    return concatenated_clips(tmp_path_factory.mktemp("stream"), 8, "forty_seconds.flac")
 
 
 @pytest.fixture(scope="module")
 def explainer() -> Explainer:
-    backend = load_backend("tiny")
-    torch.manual_seed(3)
-    decoder = build_decoder(backend, widths=TINY_WIDTHS)
-    with torch.no_grad():  # masks that vary (an untouched random decoder is nearly constant)
-        for p in decoder.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    ex = Explainer(backend, decoder)
+    ex = varied_tiny_explainer()
     ex.chunk_windows = 3
     return ex
 

@@ -31,7 +31,7 @@ from lmaczs.clap.embedded import EmbeddedClap  # noqa: E402
 from lmaczs.clap.minilm import MiniLmEncoder  # noqa: E402
 from lmaczs.clap_train import evaluate_zero_shot, train_clap  # noqa: E402
 
-LINEAR_PROBE = dict(audio_hidden=0, embed_dim=384, train_text=False, n_views=0, n_mix=0, dropout=0.0)
+LINEAR_PROBE = dict(audio_hidden=0, embed_dim=384, text_hidden=0, train_text=False, n_views=0, n_mix=0, dropout=0.0)
 
 
 def main() -> None:

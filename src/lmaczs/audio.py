@@ -290,3 +290,13 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     elif norm is not None:
         raise ValueError(f"unknown mel norm {norm!r}")
     return torch.from_numpy(weights.T.astype(np.float32))
+
+
+def loudest_segment(wave: torch.Tensor, length: int, hop: int) -> torch.Tensor:
+    """The ``length`` samples of ``wave (N,)`` with the most energy, starting at a multiple of ``hop``."""
+    if wave.shape[-1] <= length:
+        return torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
+    energy = torch.nn.functional.pad(wave.double().pow(2).cumsum(0), (1, 0))
+    starts = torch.arange(0, wave.shape[-1] - length + 1, max(1, hop))
+    best = int(starts[(energy[starts + length] - energy[starts]).argmax()])
+    return wave[best:best + length]

@@ -25,7 +25,7 @@ import torch
 
 from .datasets.captions import mixture_caption
 from .errors import DataError
-from .localization import loudest_segment
+from .audio import loudest_segment
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import torch
 
+from ..audio import loudest_segment
 from ..datasets import Clip, held_out
 from ..errors import DataError
 from .conditions import seed_of, speech_files
@@ -38,16 +39,6 @@ PAIRING_LABELS = {"esc50": "ESC-50", "urbansound8k": "UrbanSound8K", "speech": "
 class Spliced(NamedTuple):
     wave: torch.Tensor  # (num_samples,)
     span: tuple[int, int]  # A's samples [start, end)
-
-
-def loudest_segment(wave: torch.Tensor, length: int, hop: int) -> torch.Tensor:
-    """The ``length`` samples of ``wave (N,)`` with the most energy, starting at a multiple of ``hop``."""
-    if wave.shape[-1] <= length:
-        return torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
-    energy = torch.nn.functional.pad(wave.double().pow(2).cumsum(0), (1, 0))
-    starts = torch.arange(0, wave.shape[-1] - length + 1, max(1, hop))
-    best = int(starts[(energy[starts + length] - energy[starts]).argmax()])
-    return wave[best:best + length]
 
 
 def splice(a: torch.Tensor, b: torch.Tensor, num_samples: int, a_first: bool, hop: int = 1) -> Spliced:
