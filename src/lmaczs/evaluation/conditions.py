@@ -180,9 +180,14 @@ class Conditions:
         return mix_at_snr(wave, noise.to(wave), self.snr_db).wave, what
 
 
-def check_conditions(names: Sequence[str]) -> list[str]:
+def check_choices(names: Sequence[str], allowed: Sequence[str], what: str) -> list[str]:
+    """``names`` normalised (stripped, lower case, each once, in order); any not in ``allowed`` → DataError."""
     names = [n.strip().lower() for n in names if n.strip()]
-    bad = [n for n in names if n not in CONDITIONS]
+    bad = [n for n in names if n not in allowed]
     if bad or not names:
-        raise DataError(f"unknown condition(s) {bad or names}; choose from {', '.join(CONDITIONS)}")
+        raise DataError(f"unknown {what}(s) {bad or names}; choose from {', '.join(allowed)}")
     return list(dict.fromkeys(names))
+
+
+def check_conditions(names: Sequence[str]) -> list[str]:
+    return check_choices(names, CONDITIONS, "condition")

@@ -26,7 +26,7 @@ import torch
 from ..audio import loudest_segment
 from ..datasets import Clip, held_out
 from ..errors import DataError
-from .conditions import seed_of, speech_files
+from .conditions import check_choices, seed_of, speech_files
 from .logs import LOCALIZATION, ResultLog
 
 if TYPE_CHECKING:
@@ -91,11 +91,7 @@ def localization_pairs(clips: Sequence[Clip], pool: Sequence[Clip], seed: int = 
 
 
 def check_pairings(names: Sequence[str]) -> list[str]:
-    names = [n.strip().lower() for n in names if n.strip()]
-    bad = [n for n in names if n not in PAIRINGS]
-    if bad or not names:
-        raise DataError(f"unknown localisation pairing(s) {bad or names}; choose from {', '.join(PAIRINGS)}")
-    return list(dict.fromkeys(names))
+    return check_choices(names, PAIRINGS, "localisation pairing")
 
 
 def partner_pools(data: "EvalData", pairings: Sequence[str], speech_dir: str | Path | None) -> dict[str, list[Clip]]:
