@@ -285,13 +285,9 @@ def zero_shot_accuracy(model: "EmbeddedClap", feats: "torch.Tensor", categories:
     true classes are ``categories``, against ``eval_prompt`` of each of the ``candidates`` (class names)."""
     import torch
 
-    from .datasets import eval_prompt
-
     with torch.no_grad():
-        emb = embed_cached(model, feats)
-        text = model.embed_text([eval_prompt(n) for n in candidates])
-        pred = (emb @ text.T).argmax(dim=1).tolist()
-    return sum(candidates[p] == c for p, c in zip(pred, categories)) / max(1, len(categories))
+        preds = zero_shot_predictions(model, embed_cached(model, feats), candidates)
+    return sum(p == c for p, c in zip(preds, categories)) / max(1, len(categories))
 
 
 def embed_clips(model: "EmbeddedClap", clips: Sequence["Clip"], *, batch: int = 16,

@@ -298,8 +298,8 @@ def train(cfg: TrainConfig, resume: bool = False, backend: ClapBackend | None = 
 
 
 def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: dist_utils.World) -> dict:
-    check_baseline(cfg.baseline)
     out = Path(cfg.out)
+    check_run_dir(out, resume)  # again under the lock: another run may have written here since train() checked
     main = world.is_main
     group = resolve_group_size(cfg, world.size)
     torch.manual_seed(cfg.seed)
@@ -327,8 +327,6 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
         step = int(meta["step"])
         if main:
             truncate_log(out / "log.jsonl", step)
-    elif (out / CHECKPOINT).exists():
-        raise CheckpointError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     # Every rank has read the run directory before rank 0 may write to it.
     dist_utils.barrier(world)
     model: torch.nn.Module = decoder

@@ -22,7 +22,6 @@ from .splits import grouped_split
 from .urbansound8k import read_urbansound8k, select_folds
 
 DEFAULT_ROOT = Path("../shared/data")
-FOLDERS = {"esc50": "esc50", "urbansound8k": "urbansound8k", "ljspeech": "ljspeech"}
 READERS = {"esc50": read_esc50, "urbansound8k": read_urbansound8k, "ljspeech": read_ljspeech}
 POOLS = ("esc50-eval", "default", "unseen-prompts", "zeroshot")
 
@@ -47,7 +46,7 @@ def read_dataset(name: str, root: str | Path | None = None) -> list[Clip]:
     """Every clip of one dataset under ``root``: ``esc50``, ``urbansound8k`` or ``ljspeech``."""
     if name not in READERS:
         raise DataError(f"unknown dataset {name!r}; choose from {', '.join(READERS)}")
-    folder = data_root(root) / FOLDERS[name]
+    folder = data_root(root) / name  # each dataset lives in a folder of its name
     if not folder.is_dir():
         raise DataError(f"{name} not found: {folder} is missing")
     return READERS[name](folder)
