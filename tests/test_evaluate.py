@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,6 +326,60 @@ def test_tables_mark_differences_that_hold():
     assert len(lines) == 1 + 3 * 10
 
 
+def _write_run(out, preset: str, rows: list[dict], *, seed: int = 0) -> None:
+    from lmaczs.evaluation.methods import baseline_settings
+
+    out.mkdir(parents=True)
+    model = {"clap": "tiny", "domain": "stft", "backend_digest": "b", "decoder_digest": "d"}
+    settings = {"model": model, "dataset": "esc50", "seed": seed, "snr_db": 3.0, "baseline_settings": preset,
+                "baselines": baseline_settings(preset, {})}
+    (out / "config.json").write_text(json.dumps({"result_settings": settings}))
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_settings_effect_pairs_the_clips_and_checks_the_runs(tmp_path, capsys):
+    """Hand-made logs: IG's AD is 5 points higher at reduced settings on every clip, GradCAM unchanged; the
+    comparison uses only the clips both runs hold, and refuses runs of another model or the same settings."""
+    from lmaczs.evaluation.settings_effect import main, settings_effect
+
+    rng = np.random.default_rng(1)
+
+    def rows(shift: float, clips: range) -> list[dict]:
+        out = []
+        for i in clips:
+            base = {"AI": 10.0 * (i % 3), "AG": 1.0, "FF": 0.1, "Fid-In": 1.0, "SPS": 0.5, "COMP": 10.0,
+                    "MM": 0.2, "del_auc": 0.3, "ins_auc": 0.6}
+            ad = 20.0 + i
+            out.append({"condition": "clean", "method": "gradcam", "clip": f"c{i}", **base, "AD": ad})
+            out.append({"condition": "clean", "method": "ig", "clip": f"c{i}", **base,
+                        "AD": ad + shift + rng.normal(0, 0.5)})
+            out.append({"condition": "noise", "method": "ig", "clip": f"c{i}", **base, "AD": 99.0})
+        return out
+
+    std, red = rows(0.0, range(30)), rows(5.0, range(10, 40))  # 20 clips in common
+    effect = settings_effect(std, red, stats=StatsConfig(resamples=200))
+    assert effect["clips"] == 20 and list(effect["methods"]) == ["gradcam", "ig"]
+    ig, gc = effect["methods"]["ig"]["AD"], effect["methods"]["gradcam"]["AD"]
+    assert ig["mean"] == pytest.approx(5.0, abs=0.5) and ig["lo"] < 5.0 < ig["hi"] and ig["holds"]
+    assert ig["standard"] == pytest.approx(np.mean([20.0 + i for i in range(10, 30)]), abs=0.5)
+    assert gc["mean"] == 0.0 and gc["p"] == 1.0 and not gc["holds"]
+
+    _write_run(tmp_path / "std", "standard", std)
+    _write_run(tmp_path / "red", "reduced", red)
+    assert main([str(tmp_path / "std"), str(tmp_path / "red"), "--out", str(tmp_path / "effect.md")]) == 0
+    md = (tmp_path / "effect.md").read_text()
+    assert "20 clips" in md and "| GradCAM |" in md and '"steps": 50' in md and '"steps": 8' in md
+    ig_line = next(ln for ln in md.splitlines() if ln.startswith("| IG |"))
+    assert "*" in ig_line.split("|")[3]  # the AD cell: the shift holds
+    assert json.loads((tmp_path / "effect.json").read_text())["methods"]["ig"]["AD"]["holds"]
+
+    _write_run(tmp_path / "same", "standard", std)
+    _write_run(tmp_path / "seed", "reduced", red, seed=1)
+    for other, msg in (("same", "same baseline settings"), ("seed", "differ in seed"), ("missing", "no config")):
+        assert main([str(tmp_path / "std"), str(tmp_path / other)]) == 2
+        assert msg in capsys.readouterr().err
+
+
 # -- data, subsets, conditions on UrbanSound8K ----------------------------------------------------------------
 @needs_all_data
 def test_eval_data_finds_the_dataset_by_layout():
@@ -552,6 +607,39 @@ def test_full_evaluation_urbansound8k_with_mel_decoder(tiny_run, tiny_mel_run, t
 
 
 @needs_all_data
+@needs_all_data
+def test_run_evaluation_script_budget_plan(tiny_run, tmp_path):
+    """tools/run_evaluation.sh, PLAN=budget, on both datasets: the clean condition at standard settings, the rest
+    at reduced settings on a nested subset, and the settings comparison: IG changes with its steps, LMAC-ZS
+    (the same masks in both runs) does not; an unknown plan is refused before any work."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "run_evaluation.sh"
+    env = {**os.environ, "PLAN": "budget", "STANDARD_CLIPS": "3", "REDUCED_CLIPS": "2", "OUT": str(tmp_path / "ev"),
+           "DATA": str(SHARED_DATA), "THREADS": "1", "PYTHON": sys.executable}
+    args = ["--decoder", str(tiny_run.path), "--methods", "lmaczs,ig", "--quiet", "--bootstrap", "50",
+            "--sanity-clips", "2", "--pairings", "speech"]
+    done = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ev = tmp_path / "ev"
+    for dataset in ("esc50", "urbansound8k"):
+        std, red = _strict_json(ev / f"{dataset}-standard" / "tables.json"), _strict_json(ev / dataset / "tables.json")
+        assert list(std["conditions"]) == ["clean"] and std["clips"] == 3 and std["settings"]["baselines"]["ig"]["steps"] == 50
+        assert set(red["conditions"]) == {"clean", "mixture", "noise", "speech"} and red["clips"] == 2
+        assert red["settings"]["baselines"]["ig"]["steps"] == 8 and "localization" in red and "sanity" in red
+        effect = json.loads((ev / f"{dataset}-settings.json").read_text())
+        assert effect["clips"] == 2  # the reduced subset lies inside the standard one
+        assert all(effect["methods"]["lmaczs"][k]["mean"] == 0 for k in ("AI", "AD", "FF", "MM"))
+        assert any(effect["methods"]["ig"][k]["mean"] != 0 for k in ("AD", "FF", "MM", "SPS"))
+    report = (ev / "report.md").read_text()
+    assert report.count("baselines at standard settings") == 2 and report.count("baselines at reduced settings") == 2
+
+    bad = subprocess.run(["bash", str(script)], env={**env, "PLAN": "cheap"}, capture_output=True, text=True)
+    assert bad.returncode == 2 and "PLAN must be full or budget" in bad.stderr
+
+
 def test_evaluate_refuses_bad_input_before_loading(tmp_path, capsys):
     from lmaczs.cli import main
 

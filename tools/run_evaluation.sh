@@ -5,6 +5,14 @@
 #   tools/run_evaluation.sh --mel-decoder runs/esc50-eval-mel # + the mel-domain decoder beside the STFT one
 #   tools/run_evaluation.sh --max-clips 100                   # a fixed seeded subset of each held-out set
 #   OUT=eval-v3 THREADS=2 tools/run_evaluation.sh --ablation-decoder runs/esc50-eval-paper-lzs
+#   PLAN=budget tools/run_evaluation.sh --mel-decoder runs/esc50-eval-mel   # what docs/results.md shows
+#
+# PLAN=full (default): every part at standard baseline settings, in $OUT/<dataset>/.
+# PLAN=budget (what fits a few hours on 2 cores): the clean condition at standard settings on a seeded subset of
+# STANDARD_CLIPS clips (default 100) in $OUT/<dataset>-standard/; every condition, localisation, separation and
+# the sanity checks at reduced settings on the first REDUCED_CLIPS (default 50) of the same nested subset in
+# $OUT/<dataset>/; and $OUT/<dataset>-settings.md, how much the reduction changes each clean metric
+# (python -m lmaczs.evaluation.settings_effect).
 #
 # Any further argument goes to both `lmac-zs evaluate` runs (e.g. --clap/--decoder, --baseline-settings reduced,
 # --max-clips N, --seed S). Each run is resumable: after an interruption, rerun the same command.
@@ -30,10 +38,35 @@ for dataset in esc50 urbansound8k; do
     fi
 done
 
-for dataset in esc50 urbansound8k; do
-    echo "== $dataset → $OUT/$dataset" >&2
-    "$PYTHON" -m lmaczs.cli evaluate --data "$DATA/$dataset" --out "$OUT/$dataset" --threads "$THREADS" \
-        --baseline-settings standard --sanity --localization --separation "$@"
-done
-"$PYTHON" -m lmaczs.evaluation.report "$OUT/esc50" "$OUT/urbansound8k" --out "$OUT/report.md"
+PLAN="${PLAN:-full}"
+STANDARD_CLIPS="${STANDARD_CLIPS:-100}"
+REDUCED_CLIPS="${REDUCED_CLIPS:-50}"
+evaluate() { "$PYTHON" -m lmaczs.cli evaluate --threads "$THREADS" "$@"; }
+
+runs=()
+case "$PLAN" in
+    full)
+        for dataset in esc50 urbansound8k; do
+            echo "== $dataset → $OUT/$dataset" >&2
+            evaluate --data "$DATA/$dataset" --out "$OUT/$dataset" --baseline-settings standard --sanity \
+                --localization --separation "$@"
+            runs+=("$OUT/$dataset")
+        done ;;
+    budget)
+        for dataset in esc50 urbansound8k; do
+            echo "== $dataset, clean at standard settings ($STANDARD_CLIPS clips) → $OUT/$dataset-standard" >&2
+            evaluate --data "$DATA/$dataset" "$@" --out "$OUT/$dataset-standard" --baseline-settings standard \
+                --conditions clean --max-clips "$STANDARD_CLIPS"
+            echo "== $dataset, everything at reduced settings ($REDUCED_CLIPS clips) → $OUT/$dataset" >&2
+            evaluate --data "$DATA/$dataset" "$@" --out "$OUT/$dataset" --baseline-settings reduced \
+                --max-clips "$REDUCED_CLIPS" --sanity --localization --separation
+            "$PYTHON" -m lmaczs.evaluation.settings_effect "$OUT/$dataset-standard" "$OUT/$dataset" \
+                --out "$OUT/$dataset-settings.md"
+            runs+=("$OUT/$dataset-standard" "$OUT/$dataset")
+        done ;;
+    *)
+        echo "error: PLAN must be full or budget, got '$PLAN'" >&2
+        exit 2 ;;
+esac
+"$PYTHON" -m lmaczs.evaluation.report "${runs[@]}" --out "$OUT/report.md"
 echo "report → $OUT/report.md" >&2

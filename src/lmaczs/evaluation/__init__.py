@@ -12,6 +12,7 @@
 ``stats``           bootstrap intervals and paired tests
 ``tables``          the tables from the logs (intervals, tests) and their Markdown/CSV
 ``report``          ``tables.*`` and ``report.md``; one page over several runs
+``settings_effect``  how much the reduced baseline settings change each metric (two runs, paired)
 ``logs``            resumable JSON-lines logs and the settings check of an output folder
 ``context``         what the parts share (backend, methods, clips, prompts)
 ``runner``          one run end to end (:class:`EvalConfig`, :func:`run_evaluation`)
@@ -35,6 +36,7 @@ _EXPORTS = {
     "bootstrap_ci": "stats", "paired_test": "stats", "StatsConfig": "stats",
     "si_sdr": "separation", "ideal_ratio_mask": "separation",
     "build_tables": "tables", "write_outputs": "report", "combined_report": "report",
+    "settings_effect": "settings_effect", "compare_runs": "settings_effect",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -38,7 +38,9 @@ def report_markdown(tables: dict, heading: str = "#") -> str:
     h2 = heading + "#"
     extras = "".join(f", {what} decoder `{model[k]}`" for what, k in (("ablation", "ablation_decoder"),
                                                                        ("mel-domain", "mel_decoder")) if model.get(k))
-    out = [f"{heading} LMAC-ZS evaluation: {data.get('label', s.get('dataset', ''))}\n",
+    preset = s.get("baseline_settings")
+    out = [f"{heading} LMAC-ZS evaluation: {data.get('label', s.get('dataset', ''))}"
+           + (f", baselines at {preset} settings" if preset else "") + "\n",
            f"Command: `{tables.get('command') or 'lmac-zs evaluate'}`\n",
            f"- model: CLAP `{model['clap']}` ({model['domain']} masking), decoder `{model['decoder']}`{extras}",
            f"- data: `{s['data']}` — {data.get('held_out', '')}; {tables['clips']} clips"
