@@ -10,7 +10,7 @@
 # PLAN=full (default): every part at standard baseline settings, in $OUT/<dataset>/.
 # PLAN=budget (what fits a few hours on 2 cores): the clean condition at standard settings on a seeded subset of
 # STANDARD_CLIPS clips (default 100) in $OUT/<dataset>-standard/; every condition, localisation, separation and
-# the sanity checks at reduced settings on the first REDUCED_CLIPS (default 50) of the same nested subset in
+# the sanity checks at reduced settings on the first REDUCED_CLIPS (default 40) of the same nested subset in
 # $OUT/<dataset>/; and $OUT/<dataset>-settings.md, how much the reduction changes each clean metric
 # (python -m lmaczs.evaluation.settings_effect).
 #
@@ -40,7 +40,7 @@ done
 
 PLAN="${PLAN:-full}"
 STANDARD_CLIPS="${STANDARD_CLIPS:-100}"
-REDUCED_CLIPS="${REDUCED_CLIPS:-50}"
+REDUCED_CLIPS="${REDUCED_CLIPS:-40}"
 evaluate() { "$PYTHON" -m lmaczs.cli evaluate --threads "$THREADS" "$@"; }
 
 runs=()
