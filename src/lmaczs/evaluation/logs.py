@@ -78,15 +78,21 @@ def same_model(saved: dict, now: dict) -> bool:
     return True
 
 
+def read_settings(out: Path) -> dict:
+    """The result settings an output folder's ``config.json`` recorded (``{}`` when it records none)."""
+    path = Path(out) / CONFIG
+    try:
+        return json.loads(path.read_text()).get("result_settings", {})
+    except ValueError:
+        raise CheckpointError(f"{path} is corrupt; choose another --out") from None
+
+
 def check_out_dir(out: Path, settings: dict, result_keys: Sequence[str]) -> None:
     """Refuse to append to results written with other result-changing settings (``result_keys`` of
     ``settings``); nothing to check when the folder holds no results yet."""
     path = Path(out) / CONFIG
     if path.is_file() and any((Path(out) / name).is_file() for name in LOGS):
-        try:
-            saved = json.loads(path.read_text()).get("result_settings", {})
-        except ValueError:
-            raise CheckpointError(f"{path} is corrupt; choose another --out") from None
+        saved = read_settings(out)
         changed = [k for k in result_keys if k != "model" and saved.get(k) != settings.get(k)]
         if not same_model(saved.get("model", {}), settings["model"]):
             changed.insert(0, "model")

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..checkpoint import atomic_write_text
 from ..errors import LmacError
-from .tables import (completeness_markdown, cost_markdown, csv_tables, legend, localization_markdown, markdown_tables,
+from .tables import (baselines_text, completeness_markdown, cost_markdown, csv_tables, legend, localization_markdown, markdown_tables,
                      sanity_markdown, separation_markdown)
 
 
@@ -49,7 +49,7 @@ def report_markdown(tables: dict, heading: str = "#") -> str:
            + f"; {tables['prompts']} prompts (\"this is the sound of <class>\")",
            f"- conditions: {', '.join(tables['conditions'])}; contaminated at {s['snr_db']} dB SNR, seed {s['seed']}",
            f"- baselines ({s.get('baseline_settings', 'custom')} settings): "
-           + "; ".join(f"{k} {json.dumps({o: v for o, v in d.items() if o != 'key'})}" for k, d in s["baselines"].items()),
+           + baselines_text(s["baselines"]),
            f"- deletion/insertion curves: {s['curve_steps']} steps, on "
            f"{', '.join(s['curve_conditions']) or 'no condition'} (– elsewhere)",
            f"- wall time of this invocation: {tables.get('elapsed_s', 0):.0f} s\n",

@@ -23,20 +23,20 @@ import numpy as np
 
 from ..checkpoint import atomic_write_text
 from ..errors import LmacError
-from .logs import CONFIG, RESULTS, ResultLog, same_model
+from .logs import CONFIG, RESULTS, ResultLog, read_settings, same_model
 from .methods import ALL_METHODS, DECODERS
-from .stats import StatsConfig
-from .tables import FAITHFULNESS, Column, fmt, label
+from .report import strict
+from .stats import StatsConfig, mean_sem
+from .tables import FAITHFULNESS, Column, baselines_text, fmt, fmt_ci, label
 
 
 def _load_run(path: Path) -> tuple[dict, list[dict]]:
     cfg, log = Path(path) / CONFIG, Path(path) / RESULTS
     if not cfg.is_file() or not log.is_file():
         raise LmacError(f"{path} holds no evaluation (no {CONFIG} and {RESULTS}; run lmac-zs evaluate --out {path})")
-    try:
-        settings = json.loads(cfg.read_text())["result_settings"]
-    except (ValueError, KeyError):
-        raise LmacError(f"{cfg} is corrupt") from None
+    settings = read_settings(path)
+    if not settings:
+        raise LmacError(f"{cfg} records no result settings")
     return settings, ResultLog(log, ("condition", "method", "clip")).rows
 
 
@@ -66,8 +66,8 @@ def settings_effect(standard_rows: Sequence[dict], reduced_rows: Sequence[dict],
     a, b = index(standard_rows), index(reduced_rows)
     common = sorted(set(a) & set(b))
     keys = {m for m, _ in common}
-    order = [m for m in (*DECODERS, *ALL_METHODS) if m in keys]
-    order = list(dict.fromkeys(order)) + sorted(keys - set(order))
+    order = [m for m in dict.fromkeys((*DECODERS, *ALL_METHODS)) if m in keys]  # lmaczs is in both
+    order += sorted(keys - set(order))
     out: dict = {"condition": condition, "clips": len({c for _, c in common}), "methods": {}, "stats": stats.describe()}
     for m in order:
         clips = [c for k, c in common if k == m]
@@ -75,12 +75,9 @@ def settings_effect(standard_rows: Sequence[dict], reduced_rows: Sequence[dict],
         for col in columns:
             x = np.array([_num(a[m, c].get(col.key)) for c in clips])
             y = np.array([_num(b[m, c].get(col.key)) for c in clips])
-            d = y - x
-            cell = stats.summary(d)
+            cell = stats.summary(y - x)
             t = stats.compare(y, x)
-            entry[col.key] = {"standard": float(np.nanmean(x)) if np.isfinite(x).any() else math.nan,
-                              "reduced": float(np.nanmean(y)) if np.isfinite(y).any() else math.nan,
-                              "mean": cell["mean"], "lo": cell["lo"], "hi": cell["hi"], "p": t.p,
+            entry[col.key] = {"standard": mean_sem(x)[0], "reduced": mean_sem(y)[0], "mean": cell["mean"], "lo": cell["lo"], "hi": cell["hi"], "p": t.p,
                               "holds": t.holds(stats.alpha)}
         out["methods"][m] = entry
     return out
@@ -93,7 +90,7 @@ def _num(v) -> float:
 def settings_markdown(effect: dict, standard: dict, reduced: dict,
                       columns: Sequence[Column] = FAITHFULNESS) -> str:
     """Two tables: the paired differences (reduced − standard, interval, * where p < α) and the two means."""
-    cols = list(columns)
+    cols = columns
     alpha = effect["stats"].get("alpha", 0.05)
     lines = [f"Condition **{effect['condition']}**, {effect['clips']} clips held by both runs.",
              "",
@@ -113,8 +110,7 @@ def settings_markdown(effect: dict, standard: dict, reduced: dict,
             elif e["lo"] == e["hi"] == e["mean"]:
                 cells.append(fmt(e["mean"], c.decimals))
             else:
-                cells.append(f"{fmt(e['mean'], c.decimals)} [{fmt(e['lo'], c.decimals)}, {fmt(e['hi'], c.decimals)}]"
-                             + ("*" if e["holds"] else ""))
+                cells.append(fmt_ci(e, c.decimals) + ("*" if e["holds"] else ""))
         lines.append(f"| {label(m)} | " + " | ".join(cells) + f" | {entry['n']} |")
     lines += ["", "Means on the same clips (standard → reduced):", "",
               "| method | " + " | ".join(c.header for c in cols) + " |", "|---|" + "---:|" * len(cols)]
@@ -126,9 +122,7 @@ def settings_markdown(effect: dict, standard: dict, reduced: dict,
 
 
 def _describe(settings: dict) -> str:
-    b = settings.get("baselines", {})
-    return ", ".join(f"{k} {json.dumps({o: v for o, v in d.items() if o not in ('key', 'batch_size', 'internal_batch_size')})}"
-                     for k, d in b.items())
+    return baselines_text(settings.get("baselines", {}), omit=("key", "batch_size", "internal_batch_size"), sep=", ")
 
 
 def compare_runs(standard_dir: str | Path, reduced_dir: str | Path, *, condition: str = "clean",
@@ -158,8 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out, md)
-            from .report import strict
-
             atomic_write_text(out.with_suffix(".json"), json.dumps(strict(effect), indent=2))
         else:
             print(md)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -241,6 +242,11 @@ def block_markdown(block: dict, methods: Sequence[str], columns: Sequence[Column
         cells = [fmt_ci(stats[c.key], c.decimals) + _marks(block, key, c) for c in columns]
         lines.append(f"| {label(key)} | " + " | ".join(cells) + f" | {stats['n']} |")
     return lines
+
+
+def baselines_text(baselines: dict[str, dict], omit: Sequence[str] = ("key",), sep: str = "; ") -> str:
+    """``name {options}`` of every baseline, as recorded in a run's settings, leaving out the ``omit`` options."""
+    return sep.join(f"{k} {json.dumps({o: v for o, v in d.items() if o not in omit})}" for k, d in baselines.items())
 
 
 def legend(tables: dict) -> str:
