@@ -49,13 +49,15 @@ def band_noise(band: int, n: int, sr: int, rng: np.random.Generator) -> torch.Te
     return torch.from_numpy(x / np.sqrt(np.mean(x ** 2))).float()
 
 
-def train_band_decoder(backend: BandClap, steps: int, seed: int = 0, **loss_options) -> tuple[torch.nn.Module, dict]:
+def train_band_decoder(backend: BandClap, steps: int, seed: int = 0, source_targets: bool = False,
+                       **loss_options) -> tuple[torch.nn.Module, dict]:
     """A tiny decoder trained for ``steps`` L_ZS steps (batch 4, λ1 0.1, λ2 0) on overlaps of bands 0 and 2 at
-    ±6 dB and single sources, each with the prompt of band 0 or 2. ``loss_options`` go to ``lzs_step``.
-    Returns the decoder and the last step's loss terms."""
+    ±6 dB and single sources, each with the prompt of band 0 or 2. ``source_targets``: an overlap under one
+    band's prompt is compared with that band alone (``train.source_references``). ``loss_options`` go to
+    ``lzs_step``. Returns the decoder and the last step's loss terms."""
     from lmaczs.decoder import build_decoder
-    from lmaczs.mixtures import overlap
-    from lmaczs.train import lzs_step
+    from lmaczs.mixtures import overlap_parts
+    from lmaczs.train import SourceSelection, lzs_step
 
     torch.manual_seed(seed)
     n, sr = backend.num_samples, backend.sample_rate
@@ -64,14 +66,21 @@ def train_band_decoder(backend: BandClap, steps: int, seed: int = 0, **loss_opti
     rng = np.random.default_rng(seed)
     terms = None
     for _ in range(steps):
-        waves, caps = [], []
-        for _ in range(4):
+        waves, caps, parts, bands = [], [], torch.zeros(4, 2, n), []
+        for k in range(4):
             a, b = band_noise(0, n, sr, rng), band_noise(2, n, sr, rng)
             kind = rng.integers(3)
-            w = overlap(a, b, rng.uniform(-6, 6)) if kind == 0 else (a if kind == 1 else b)
+            if kind == 0:
+                parts[k] = overlap_parts(a, b, rng.uniform(-6, 6))
+            w = parts[k].sum(0) if kind == 0 else (a if kind == 1 else b)
             waves.append(w / w.abs().max())
-            caps.append(f"band {rng.choice([0, 2])}")
-        terms = lzs_step(backend, decoder, torch.stack(waves), backend.embed_text(caps), 0.1, 0.0, **loss_options)
+            bands.append(int(rng.choice([0, 2])))
+            caps.append(f"band {bands[-1]}")
+        overlapped = parts.abs().amax((1, 2)) > 0
+        select = torch.tensor([[bands[i] // 2 if overlapped[j] else -1 for j in range(4)] for i in range(4)])
+        sources = SourceSelection(parts, select) if source_targets else None
+        terms = lzs_step(backend, decoder, torch.stack(waves), backend.embed_text(caps), 0.1, 0.0,
+                         sources=sources, **loss_options)
         opt.zero_grad()
         terms.total.backward()
         opt.step()

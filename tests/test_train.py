@@ -323,11 +323,15 @@ def test_runs_from_before_the_baseline_option_resume_as_the_papers_loss(captions
 
 
 def test_multi_source_training_with_the_out_term_resumes_exactly(captions_csv, tmp_path):
-    """--mix, --lambda-out and the hinge similarity keep a run a function of its config: 3 + 3 steps == 6."""
+    """--mix, --source-targets, --lambda-out and the hinge similarity keep a run a function of its config:
+    3 + 3 steps == 6; source targets without mixtures are refused."""
+    from lmaczs.errors import ConfigError
     from lmaczs.mixtures import MixConfig
 
     kw = dict(mix=MixConfig(p_overlap=0.4, p_splice=0.4, p_silence=0.1).to_dict(), lambda_out=1.0,
-              similarity="hinge")
+              similarity="hinge", source_targets=True)
+    with pytest.raises(ConfigError, match="--source-targets needs --mix"):
+        train(_cfg(captions_csv, tmp_path / "nomix", **{**kw, "mix": None}))
     whole = train(_cfg(captions_csv, tmp_path / "whole", **kw))
     assert whole["train"]["out"] >= 0 and "out" in whole["val_last"]
     train(_cfg(captions_csv, tmp_path / "split", max_steps=3, **kw))
@@ -335,7 +339,8 @@ def test_multi_source_training_with_the_out_term_resumes_exactly(captions_csv, t
     _assert_same_weights(tmp_path / "whole", tmp_path / "split")
     assert resumed["train"] == pytest.approx(whole["train"], abs=1e-6)
     with pytest.raises(CheckpointError, match="mix"):
-        train(_cfg(captions_csv, tmp_path / "split", max_steps=8, **{**kw, "mix": None}), resume=True)
+        train(_cfg(captions_csv, tmp_path / "split", max_steps=8, **{**kw, "mix": None,
+                                                                    "source_targets": False}), resume=True)
 
 
 def test_pool_items_carry_classes_and_recordings(esc50_dir):

@@ -19,6 +19,12 @@ evidence, mean_ij max(t_iᵀ r_ij − b_i, 0) with r_ij = f_audio((1 − M_ij) �
 that keeps a second, unnamed source as well; with the out term and the L1 term the cheapest mask is the one that
 covers exactly the evidence for text i. It is defined by the CLAP alone (no labels).
 
+Source targets (our extension, ``reference`` below): for a synthetic mixture whose sources are known, the pair
+(caption of source A, mixture) gets the target C_ij = t_iᵀ f_audio(A's contribution alone) — what the CLAP says
+about the named source heard without the other — instead of t_iᵀ f_audio(X_j). Keeping the unnamed source then
+falls short of the target wherever it lowers the similarity to text i, so the mask is pushed to drop it. The
+target is still the CLAP's own similarity; the mixture's composition is known because we made it.
+
 One-sided similarity (``similarity="hinge"``): mean_ij max(target_ij − kept_ij, 0). The absolute form also
 penalises a masked input that is *more* similar to text i than the whole input — which is what removing a second,
 unnamed source does under a cosine similarity — so it pulls masks towards keeping some of that source. The hinge
@@ -62,7 +68,7 @@ def out_term(text: torch.Tensor, residual: torch.Tensor, baseline: torch.Tensor)
 
 def lzs_loss(text: torch.Tensor, audio: torch.Tensor, masked: torch.Tensor, masks: torch.Tensor,
              lambda1: float, lambda2: float, baseline: torch.Tensor | None = None,
-             similarity: str = "abs") -> LossTerms:
+             similarity: str = "abs", reference: torch.Tensor | None = None) -> LossTerms:
     """L_ZS for one batch.
 
     Args:
@@ -75,8 +81,10 @@ def lzs_loss(text: torch.Tensor, audio: torch.Tensor, masked: torch.Tensor, mask
         baseline: optional ``(B,)`` similarities b_i of each text to the empty input; given, the first term
             compares evidence above silence (module docstring).
         similarity: ``"abs"`` (the paper's |target − kept|) or ``"hinge"`` (max(target − kept, 0)).
+        reference: optional ``(B, B, D)`` unit-norm embeddings whose similarity to t_i is the target of pair
+            (i, j) (source targets, module docstring); default a_j for every i.
     """
-    clean = text @ audio.T  # (B, B): C_ij
+    clean = text @ audio.T if reference is None else torch.einsum("id,ijd->ij", text, reference)  # (B, B): C_ij
     kept = torch.einsum("id,ijd->ij", text, masked)  # t_iᵀ e_ij
     if baseline is not None:
         clean = (clean - baseline[:, None]).clamp(min=0)

@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -36,7 +36,7 @@ from .decoder import MaskDecoder, build_decoder
 from .errors import CheckpointError, ConfigError, DataError
 from .locking import DirLock
 from .loss import LossTerms, lzs_loss, out_term
-from .mixtures import MixConfig, make_example
+from .mixtures import Example, MixConfig, make_example
 
 
 @dataclass
@@ -59,6 +59,7 @@ class TrainConfig:
     # paper's L_ZS as published
     similarity: str = "abs"  # "abs": the paper's |C − kept|; "hinge": only evidence lost counts (loss.py)
     lambda_out: float = 0.0  # weight of the out term (evidence left in the residual (1 − M) ⊙ X; loss.py)
+    source_targets: bool = False  # a mixture under one source's caption: target = that source alone (loss.py)
     pool: Optional[str] = None  # a training pool of the data protocol (data is then the datasets' root folder)
     mix: Optional[dict] = None  # MixConfig fields: multi-source examples made on the fly (mixtures.py); None: off
     val_fraction: float = 0.15
@@ -73,9 +74,10 @@ class TrainConfig:
 
     # fields that must match for --resume to continue the same run
     RESUME_KEYS = ("clap", "data", "domain", "splits", "folds", "targets", "batch_size", "lr", "weight_decay",
-                   "lambda1", "lambda2", "baseline", "similarity", "lambda_out", "pool", "mix", "val_fraction", "seed", "widths")
+                   "lambda1", "lambda2", "baseline", "similarity", "lambda_out", "source_targets", "pool", "mix", "val_fraction", "seed", "widths")
     # what runs saved before a field existed were trained with
-    LEGACY = {"baseline": "none", "similarity": "abs", "lambda_out": 0.0, "pool": None, "mix": None}
+    LEGACY = {"baseline": "none", "similarity": "abs", "lambda_out": 0.0, "source_targets": False, "pool": None,
+              "mix": None}
 
 
 BASELINES = ("silence", "none")
@@ -99,6 +101,8 @@ def check_config(cfg: TrainConfig) -> None:
     for name, value in (("weight_decay", cfg.weight_decay), ("--lambda1", cfg.lambda1), ("--lambda2", cfg.lambda2),
                         ("--lambda-out", cfg.lambda_out), ("grad_clip", cfg.grad_clip)):
         check_float(name, value, minimum=0)
+    if cfg.source_targets and cfg.mix is None:
+        raise ConfigError("--source-targets needs --mix (source targets exist only for the mixtures it makes)")
     check_float("--val-fraction", cfg.val_fraction, minimum=0, maximum=1, below=True)
     if cfg.widths is not None:
         widths = list(cfg.widths)
@@ -156,7 +160,8 @@ def _run_dir_lock(out: Path, world: dist_utils.World) -> Iterator[None]:
 
 def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, text: torch.Tensor,
              lambda1: float, lambda2: float, group_size: int | None = None, baseline: str = "none",
-             lambda_out: float = 0.0, similarity: str = "abs") -> LossTerms:
+             lambda_out: float = 0.0, similarity: str = "abs", sources: SourceSelection | None = None
+             ) -> LossTerms:
     """L_ZS on one batch: ``waves (B, num_samples)``, ``text (B, D)`` unit-norm caption embeddings.
 
     Builds all B² (text i, audio j) masks in one decoder pass (pair index i·B + j) and one masked pass through
@@ -164,7 +169,9 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
     B/g consecutive groups, L_ZS is taken over the g² pairs of each group and averaged over the groups (pair
     index k·g² + i·g + j), still in one decoder pass. ``baseline="silence"`` measures every similarity against
     the text's similarity to the empty input (``lzs_loss``); ``lambda_out > 0`` adds the out term over the
-    residuals (1 − M) ⊙ X (one more masked pass), measured against the same silence level.
+    residuals (1 − M) ⊙ X (one more masked pass), measured against the same silence level. ``sources`` (from
+    :func:`select_sources`) sets source targets: a pair whose caption names one source of a mixture alone is
+    compared with that source's contribution, encoded at the mixture's scale.
     """
     check_baseline(baseline)
     b = waves.shape[0]
@@ -177,6 +184,7 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
         clean = backend.encode_spec(x)
         need_silence = baseline == "silence" or lambda_out > 0
         silence = backend.encode_spec(torch.zeros_like(x[:1])).embedding[0] if need_silence else None
+        reference = None if sources is None else source_references(backend, waves, clean.embedding, sources)
     first = torch.arange(n, device=waves.device).repeat_interleave(g * g) * g  # first clip of each pair's group
     ti = first + torch.arange(g, device=waves.device).repeat_interleave(g).repeat(n)  # text i of the pair
     aj = first + torch.arange(g, device=waves.device).repeat(g * n)  # audio j of the pair
@@ -191,7 +199,8 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
         # b_i = t_iᵀ f_audio(0) for each group's texts (the silence embedding is the same for every clip)
         b_i = None if silence is None else text[p] @ silence
         terms = lzs_loss(text[p], clean.embedding[p], masked[k], masks[k], lambda1, lambda2,
-                         b_i if baseline == "silence" else None, similarity)
+                         b_i if baseline == "silence" else None, similarity,
+                         None if reference is None else reference[p, p])
         if residual is not None:
             terms.out = out_term(text[p], residual[k], b_i)
             terms.total = terms.total + lambda_out * terms.out
@@ -200,6 +209,46 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
         return groups[0]
     return LossTerms(*(torch.stack([getattr(t, f) for t in groups]).mean() for f in LossTerms.FIELDS[:4]),
                      out=None if residual is None else torch.stack([t.out for t in groups]).mean())
+
+
+class SourceSelection(NamedTuple):
+    parts: torch.Tensor   # (B, 2, N) each example's two source contributions (zeros for a single source)
+    select: torch.Tensor  # (B, B) long: s when caption i names source s of example j alone, else −1
+
+
+def select_sources(made: Sequence[Example], classes: Sequence[str]) -> SourceSelection:
+    """Which source of each two-source example each caption of the batch names alone (by class key)."""
+    b, n = len(made), made[0].wave.shape[-1]
+    parts = torch.zeros(b, 2, n)
+    select = torch.full((b, b), -1, dtype=torch.long)
+    for j, ex in enumerate(made):
+        if ex.parts is None:
+            continue
+        parts[j] = ex.parts
+        for i, other in enumerate(made):
+            named = {classes[k] for k in other.named}
+            hits = [s for s, k in enumerate(ex.sources) if classes[k] in named]
+            if len(hits) == 1:
+                select[i, j] = hits[0]
+    return SourceSelection(parts, select)
+
+
+def source_references(backend: ClapBackend, waves: torch.Tensor, clean: torch.Tensor,
+                      sources: SourceSelection) -> torch.Tensor:
+    """``(B, B, D)``: for pair (i, j) the embedding of the source caption i names alone in example j, or of the
+    whole example ``clean (B, D)``. Parts are scaled as ``backend.prepare`` scaled their mixture."""
+    b = waves.shape[0]
+    reference = clean[None].expand(b, b, -1).clone()
+    pairs = (sources.select >= 0).nonzero()
+    if len(pairs):
+        needed = sorted({(int(j), int(sources.select[i, j])) for i, j in pairs})
+        gain = backend.prepare(waves).abs().amax(-1) / waves.abs().amax(-1).clamp_min(1e-8)
+        wave = torch.stack([sources.parts[j, s].to(waves.device) * gain[j] for j, s in needed])
+        emb = backend.encode_spec(backend.analyze(wave)[0]).embedding
+        row = {key: emb[k] for k, key in enumerate(needed)}
+        for i, j in pairs.tolist():
+            reference[i, j] = row[(j, int(sources.select[i, j]))]
+    return reference
 
 
 def resolve_group_size(cfg: TrainConfig, world_size: int = 1) -> int:
@@ -343,13 +392,14 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
     classes = [it.class_key or it.group for it in train_items]
     categories = [it.category or it.captions[0] for it in train_items]
 
-    def batch(idx: list[int], epoch: int) -> tuple[torch.Tensor, list[str]]:
+    def batch(idx: list[int], epoch: int) -> tuple[torch.Tensor, list[str], SourceSelection | None]:
         """The clips of a step and a caption each, or multi-source examples made from them (``--mix``)."""
         if mix is None:
-            return train_waves[idx], [pick_caption(train_items[i], cfg.seed, epoch, i) for i in idx]
+            return train_waves[idx], [pick_caption(train_items[i], cfg.seed, epoch, i) for i in idx], None
         made = [make_example(i, train_waves, classes, [it.captions for it in train_items], categories, mix,
                              cfg.seed, epoch, backend.sample_rate) for i in idx]
-        return torch.stack([m.wave for m in made]), [m.caption for m in made]
+        sources = select_sources(made, classes) if cfg.source_targets else None
+        return torch.stack([m.wave for m in made]), [m.caption for m in made], sources
 
     val_text = texts([it.captions[0] for it in val_items]) if val_items else None
 
@@ -388,9 +438,9 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
             epoch, pos = divmod(step, steps_per_epoch)
             order = epoch_order(len(train_items), cfg.seed, epoch)
             idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size][mine]
-            waves, caps = batch(idx, epoch)
+            waves, caps, sources = batch(idx, epoch)
             terms = lzs_step(backend, model, waves.to(world.device), texts(caps), cfg.lambda1,
-                             cfg.lambda2, group, cfg.baseline, cfg.lambda_out, cfg.similarity)
+                             cfg.lambda2, group, cfg.baseline, cfg.lambda_out, cfg.similarity, sources)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             if cfg.grad_clip:
