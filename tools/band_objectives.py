@@ -22,6 +22,10 @@ VARIANTS = {
     "+ out term": dict(baseline="silence", lambda_out=1.0),
     "hinge": dict(baseline="silence", similarity="hinge"),
     "hinge + out term": dict(baseline="silence", lambda_out=1.0, similarity="hinge"),
+    "the paper's L_ZS (no baseline, abs)": dict(baseline="none"),
+    "the paper's L_ZS + source targets": dict(baseline="none", source_targets=True),
+    "hinge + out term + source targets": dict(baseline="silence", lambda_out=1.0, similarity="hinge",
+                                              source_targets=True),
 }
 
 if __name__ == "__main__":
