@@ -4,6 +4,7 @@ source the explanation and the residual keep (least-squares gains onto the two s
 (spectral centroid).
 
     python tools/listen_mixture.py --model esc50-eval 4-183992-A-0 4-161127-A-10
+    python tools/listen_mixture.py --decoder runs/x 4-183992-A-0 4-161127-A-10   # another decoder, same CLAP
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("clips", nargs=2, help="two ESC-50 file stems (held-out split B for esc50-eval)")
     ap.add_argument("--model", default="esc50-eval")
+    ap.add_argument("--decoder", help="a run directory to listen to instead of the model's shipped decoder")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    ex = Explainer.from_pretrained(args.model)
+    ex = Explainer.load(args.model, args.decoder) if args.decoder else Explainer.from_pretrained(args.model)
     clips = {Path(c.filename).stem: c for c in datasets.read_dataset("esc50", args.data)}
     a_clip, b_clip = (clips[s] for s in args.clips)
     sr = ex.clap.sample_rate
