@@ -101,12 +101,16 @@ def test_source_selection_targets_the_named_source_alone(tiny_backend):
     waves = torch.stack([m.wave for m in made])
     with torch.no_grad():
         clean = tiny_backend.encode_spec(tiny_backend.analyze(tiny_backend.prepare(waves))[0]).embedding
-        ref = source_references(tiny_backend, waves, clean, sel)
+        silence = tiny_backend.encode_spec(torch.zeros(1, *tiny_backend.mask_shape())).embedding[0]
+        ref, other = source_references(tiny_backend, waves, clean, sel, silence)
         gain = 1 / waves[0].abs().max()
-        owl = tiny_backend.encode_spec(tiny_backend.analyze(parts[:1] * gain)[0]).embedding[0]
+        owl, tram = tiny_backend.encode_spec(tiny_backend.analyze(parts * gain)[0]).embedding
     assert torch.allclose(ref[0, 0], owl, atol=1e-5) and torch.allclose(ref[0, 2], owl, atol=1e-5)
     assert torch.allclose(ref[2, 0], clean[0]) and torch.allclose(ref[0, 1], clean[1])
     assert not torch.allclose(ref[1, 0], ref[0, 0])
+    # what the residual may keep: the source the caption does not name, else silence
+    assert torch.allclose(other[0, 0], tram, atol=1e-5) and torch.allclose(other[1, 2], owl, atol=1e-5)
+    assert torch.allclose(other[2, 0], silence) and torch.allclose(other[0, 1], silence)
 
 
 def test_source_targets_teach_the_papers_objective_to_drop_the_unnamed_source():

@@ -329,9 +329,11 @@ def test_multi_source_training_with_the_out_term_resumes_exactly(captions_csv, t
     from lmaczs.mixtures import MixConfig
 
     kw = dict(mix=MixConfig(p_overlap=0.4, p_splice=0.4, p_silence=0.1).to_dict(), lambda_out=1.0,
-              similarity="hinge", source_targets=True)
+              similarity="hinge", source_targets=True, source_residuals=True)
     with pytest.raises(ConfigError, match="--source-targets needs --mix"):
         train(_cfg(captions_csv, tmp_path / "nomix", **{**kw, "mix": None}))
+    with pytest.raises(ConfigError, match="--source-residuals needs"):
+        train(_cfg(captions_csv, tmp_path / "noout", **{**kw, "lambda_out": 0.0}))
     whole = train(_cfg(captions_csv, tmp_path / "whole", **kw))
     assert whole["train"]["out"] >= 0 and "out" in whole["val_last"]
     train(_cfg(captions_csv, tmp_path / "split", max_steps=3, **kw))
@@ -340,7 +342,8 @@ def test_multi_source_training_with_the_out_term_resumes_exactly(captions_csv, t
     assert resumed["train"] == pytest.approx(whole["train"], abs=1e-6)
     with pytest.raises(CheckpointError, match="mix"):
         train(_cfg(captions_csv, tmp_path / "split", max_steps=8, **{**kw, "mix": None,
-                                                                    "source_targets": False}), resume=True)
+                                                                    "source_targets": False,
+                                                                    "source_residuals": False}), resume=True)
 
 
 def test_pool_items_carry_classes_and_recordings(esc50_dir):

@@ -128,7 +128,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       folds=args.folds, targets=args.targets, epochs=args.epochs, max_steps=args.max_steps,
                       batch_size=args.batch_size, lr=args.lr, lambda1=args.lambda1, lambda2=args.lambda2,
                       baseline=args.baseline, lambda_out=args.lambda_out, similarity=args.similarity, pool=args.pool,
-                      source_targets=args.source_targets, mix=mix_config(args), val_fraction=args.val_fraction, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      source_targets=args.source_targets, source_residuals=args.source_residuals,
+                      mix=mix_config(args), val_fraction=args.val_fraction, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       widths=args.widths, progress=not args.quiet, group_size=args.group_size,
                       device=args.device)
     summary = train(cfg, resume=args.resume)
@@ -214,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-targets", action="store_true",
                    help="with --mix: a mixture under one source's caption must keep the similarity of that source "
                         "heard alone, not of the whole mixture (pushes the mask to drop the unnamed source)")
+    p.add_argument("--source-residuals", action="store_true",
+                   help="with --mix and --lambda-out: the out term of a mixture under one source's caption counts "
+                        "only the evidence above what the other source alone gets (not above silence)")
     p.add_argument("--mix-overlap", type=float, default=0.35, help="share of overlapped pairs (with --mix)")
     p.add_argument("--mix-splice", type=float, default=0.35, help="share of spliced pairs (with --mix)")
     p.add_argument("--mix-silence", type=float, default=0.05, help="share of empty windows (with --mix)")

@@ -60,6 +60,7 @@ class TrainConfig:
     similarity: str = "abs"  # "abs": the paper's |C − kept|; "hinge": only evidence lost counts (loss.py)
     lambda_out: float = 0.0  # weight of the out term (evidence left in the residual (1 − M) ⊙ X; loss.py)
     source_targets: bool = False  # a mixture under one source's caption: target = that source alone (loss.py)
+    source_residuals: bool = False  # its out term measured against the other source alone, not silence (loss.py)
     pool: Optional[str] = None  # a training pool of the data protocol (data is then the datasets' root folder)
     mix: Optional[dict] = None  # MixConfig fields: multi-source examples made on the fly (mixtures.py); None: off
     val_fraction: float = 0.15
@@ -74,9 +75,9 @@ class TrainConfig:
 
     # fields that must match for --resume to continue the same run
     RESUME_KEYS = ("clap", "data", "domain", "splits", "folds", "targets", "batch_size", "lr", "weight_decay",
-                   "lambda1", "lambda2", "baseline", "similarity", "lambda_out", "source_targets", "pool", "mix", "val_fraction", "seed", "widths")
+                   "lambda1", "lambda2", "baseline", "similarity", "lambda_out", "source_targets", "source_residuals", "pool", "mix", "val_fraction", "seed", "widths")
     # what runs saved before a field existed were trained with
-    LEGACY = {"baseline": "none", "similarity": "abs", "lambda_out": 0.0, "source_targets": False, "pool": None,
+    LEGACY = {"baseline": "none", "similarity": "abs", "lambda_out": 0.0, "source_targets": False, "source_residuals": False, "pool": None,
               "mix": None}
 
 
@@ -103,6 +104,8 @@ def check_config(cfg: TrainConfig) -> None:
         check_float(name, value, minimum=0)
     if cfg.source_targets and cfg.mix is None:
         raise ConfigError("--source-targets needs --mix (source targets exist only for the mixtures it makes)")
+    if cfg.source_residuals and (cfg.mix is None or cfg.lambda_out == 0):
+        raise ConfigError("--source-residuals needs --mix and --lambda-out > 0 (it changes the out term on mixtures)")
     check_float("--val-fraction", cfg.val_fraction, minimum=0, maximum=1, below=True)
     if cfg.widths is not None:
         widths = list(cfg.widths)
@@ -160,8 +163,8 @@ def _run_dir_lock(out: Path, world: dist_utils.World) -> Iterator[None]:
 
 def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, text: torch.Tensor,
              lambda1: float, lambda2: float, group_size: int | None = None, baseline: str = "none",
-             lambda_out: float = 0.0, similarity: str = "abs", sources: SourceSelection | None = None
-             ) -> LossTerms:
+             lambda_out: float = 0.0, similarity: str = "abs", sources: SourceSelection | None = None,
+             source_targets: bool = True, source_residuals: bool = False) -> LossTerms:
     """L_ZS on one batch: ``waves (B, num_samples)``, ``text (B, D)`` unit-norm caption embeddings.
 
     Builds all B² (text i, audio j) masks in one decoder pass (pair index i·B + j) and one masked pass through
@@ -170,8 +173,9 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
     index k·g² + i·g + j), still in one decoder pass. ``baseline="silence"`` measures every similarity against
     the text's similarity to the empty input (``lzs_loss``); ``lambda_out > 0`` adds the out term over the
     residuals (1 − M) ⊙ X (one more masked pass), measured against the same silence level. ``sources`` (from
-    :func:`select_sources`) sets source targets: a pair whose caption names one source of a mixture alone is
-    compared with that source's contribution, encoded at the mixture's scale.
+    :func:`select_sources`) sets source targets (``source_targets``): a pair whose caption names one source of a
+    mixture alone is compared with that source's contribution, encoded at the mixture's scale; and source residuals
+    (``source_residuals``): its out term counts only the evidence above what the other source alone gets.
     """
     check_baseline(baseline)
     b = waves.shape[0]
@@ -184,7 +188,9 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
         clean = backend.encode_spec(x)
         need_silence = baseline == "silence" or lambda_out > 0
         silence = backend.encode_spec(torch.zeros_like(x[:1])).embedding[0] if need_silence else None
-        reference = None if sources is None else source_references(backend, waves, clean.embedding, sources)
+        reference = other = None
+        if sources is not None:
+            reference, other = source_references(backend, waves, clean.embedding, sources, silence)
     first = torch.arange(n, device=waves.device).repeat_interleave(g * g) * g  # first clip of each pair's group
     ti = first + torch.arange(g, device=waves.device).repeat_interleave(g).repeat(n)  # text i of the pair
     aj = first + torch.arange(g, device=waves.device).repeat(g * n)  # audio j of the pair
@@ -200,9 +206,12 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
         b_i = None if silence is None else text[p] @ silence
         terms = lzs_loss(text[p], clean.embedding[p], masked[k], masks[k], lambda1, lambda2,
                          b_i if baseline == "silence" else None, similarity,
-                         None if reference is None else reference[p, p])
+                         None if reference is None or not source_targets else reference[p, p])
         if residual is not None:
-            terms.out = out_term(text[p], residual[k], b_i)
+            level = b_i
+            if other is not None and source_residuals:  # what the unnamed source alone would leave, if higher
+                level = torch.maximum(torch.einsum("id,ijd->ij", text[p], other[p, p]), b_i[:, None])
+            terms.out = out_term(text[p], residual[k], level)
             terms.total = terms.total + lambda_out * terms.out
         groups.append(terms)
     if n == 1:
@@ -234,21 +243,27 @@ def select_sources(made: Sequence[Example], classes: Sequence[str]) -> SourceSel
 
 
 def source_references(backend: ClapBackend, waves: torch.Tensor, clean: torch.Tensor,
-                      sources: SourceSelection) -> torch.Tensor:
-    """``(B, B, D)``: for pair (i, j) the embedding of the source caption i names alone in example j, or of the
-    whole example ``clean (B, D)``. Parts are scaled as ``backend.prepare`` scaled their mixture."""
+                      sources: SourceSelection, silence: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Two ``(B, B, D)`` embeddings per pair (i, j): of the source caption i names alone in example j, else of the
+    whole example ``clean (B, D)``; and of the *other* source alone, else ``silence (D,)`` (None without it).
+    Parts are scaled as ``backend.prepare`` scaled their mixture."""
     b = waves.shape[0]
     reference = clean[None].expand(b, b, -1).clone()
-    pairs = (sources.select >= 0).nonzero()
-    if len(pairs):
-        needed = sorted({(int(j), int(sources.select[i, j])) for i, j in pairs})
+    other = None if silence is None else silence.expand(b, b, -1).clone()
+    pairs = (sources.select >= 0).nonzero().tolist()
+    if pairs:
+        needed = sorted({(j, s) for i, j in pairs for s in (0, 1)})
         gain = backend.prepare(waves).abs().amax(-1) / waves.abs().amax(-1).clamp_min(1e-8)
         wave = torch.stack([sources.parts[j, s].to(waves.device) * gain[j] for j, s in needed])
         emb = backend.encode_spec(backend.analyze(wave)[0]).embedding
         row = {key: emb[k] for k, key in enumerate(needed)}
-        for i, j in pairs.tolist():
-            reference[i, j] = row[(j, int(sources.select[i, j]))]
-    return reference
+        for i, j in pairs:
+            s = int(sources.select[i, j])
+            reference[i, j] = row[(j, s)]
+            if other is not None:
+                other[i, j] = row[(j, 1 - s)]
+    return reference, other
 
 
 def resolve_group_size(cfg: TrainConfig, world_size: int = 1) -> int:
@@ -398,7 +413,7 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
             return train_waves[idx], [pick_caption(train_items[i], cfg.seed, epoch, i) for i in idx], None
         made = [make_example(i, train_waves, classes, [it.captions for it in train_items], categories, mix,
                              cfg.seed, epoch, backend.sample_rate) for i in idx]
-        sources = select_sources(made, classes) if cfg.source_targets else None
+        sources = select_sources(made, classes) if cfg.source_targets or cfg.source_residuals else None
         return torch.stack([m.wave for m in made]), [m.caption for m in made], sources
 
     val_text = texts([it.captions[0] for it in val_items]) if val_items else None
@@ -440,7 +455,8 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
             idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size][mine]
             waves, caps, sources = batch(idx, epoch)
             terms = lzs_step(backend, model, waves.to(world.device), texts(caps), cfg.lambda1,
-                             cfg.lambda2, group, cfg.baseline, cfg.lambda_out, cfg.similarity, sources)
+                             cfg.lambda2, group, cfg.baseline, cfg.lambda_out, cfg.similarity, sources,
+                             cfg.source_targets, cfg.source_residuals)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             if cfg.grad_clip:
