@@ -75,10 +75,11 @@ class TrainConfig:
 
     # fields that must match for --resume to continue the same run
     RESUME_KEYS = ("clap", "data", "domain", "splits", "folds", "targets", "batch_size", "lr", "weight_decay",
-                   "lambda1", "lambda2", "baseline", "similarity", "lambda_out", "source_targets", "source_residuals", "pool", "mix", "val_fraction", "seed", "widths")
+                   "lambda1", "lambda2", "baseline", "similarity", "lambda_out", "source_targets", "source_residuals",
+                   "pool", "mix", "val_fraction", "seed", "widths")
     # what runs saved before a field existed were trained with
-    LEGACY = {"baseline": "none", "similarity": "abs", "lambda_out": 0.0, "source_targets": False, "source_residuals": False, "pool": None,
-              "mix": None}
+    LEGACY = {"baseline": "none", "similarity": "abs", "lambda_out": 0.0, "source_targets": False,
+              "source_residuals": False, "pool": None, "mix": None}
 
 
 BASELINES = ("silence", "none")
@@ -184,13 +185,16 @@ def lzs_step(backend: ClapBackend, decoder: MaskDecoder, waves: torch.Tensor, te
         raise DataError(f"a batch of {b} clips cannot be cut into groups of {g}")
     n = b // g
     with torch.no_grad():
-        x, _ = backend.analyze(backend.prepare(waves))
+        prepared = backend.prepare(waves)
+        x, _ = backend.analyze(prepared)
         clean = backend.encode_spec(x)
         need_silence = baseline == "silence" or lambda_out > 0
         silence = backend.encode_spec(torch.zeros_like(x[:1])).embedding[0] if need_silence else None
         reference = other = None
         if sources is not None:
-            reference, other = source_references(backend, waves, clean.embedding, sources, silence)
+            gain = prepared.abs().amax(-1) / waves.abs().amax(-1).clamp_min(1e-8)  # what prepare scaled each by
+            reference, other = source_references(backend, gain, clean.embedding, sources,
+                                                 silence if source_residuals else None)
     first = torch.arange(n, device=waves.device).repeat_interleave(g * g) * g  # first clip of each pair's group
     ti = first + torch.arange(g, device=waves.device).repeat_interleave(g).repeat(n)  # text i of the pair
     aj = first + torch.arange(g, device=waves.device).repeat(g * n)  # audio j of the pair
@@ -242,20 +246,21 @@ def select_sources(made: Sequence[Example], classes: Sequence[str]) -> SourceSel
     return SourceSelection(parts, select)
 
 
-def source_references(backend: ClapBackend, waves: torch.Tensor, clean: torch.Tensor,
+def source_references(backend: ClapBackend, gain: torch.Tensor, clean: torch.Tensor,
                       sources: SourceSelection, silence: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Two ``(B, B, D)`` embeddings per pair (i, j): of the source caption i names alone in example j, else of the
-    whole example ``clean (B, D)``; and of the *other* source alone, else ``silence (D,)`` (None without it).
-    Parts are scaled as ``backend.prepare`` scaled their mixture."""
-    b = waves.shape[0]
+    whole example ``clean (B, D)``; and of the *other* source alone, else ``silence (D,)`` (None without it: the
+    other sources are then not encoded). ``gain (B,)``: how ``backend.prepare`` scaled each mixture; its parts
+    are scaled alike."""
+    b = clean.shape[0]
     reference = clean[None].expand(b, b, -1).clone()
     other = None if silence is None else silence.expand(b, b, -1).clone()
     pairs = (sources.select >= 0).nonzero().tolist()
     if pairs:
-        needed = sorted({(j, s) for i, j in pairs for s in (0, 1)})
-        gain = backend.prepare(waves).abs().amax(-1) / waves.abs().amax(-1).clamp_min(1e-8)
-        wave = torch.stack([sources.parts[j, s].to(waves.device) * gain[j] for j, s in needed])
+        named = {(j, int(sources.select[i, j])) for i, j in pairs}
+        needed = sorted(named if other is None else {(j, s) for j, _ in named for s in (0, 1)})
+        wave = torch.stack([sources.parts[j, s].to(gain.device) * gain[j] for j, s in needed])
         emb = backend.encode_spec(backend.analyze(wave)[0]).embedding
         row = {key: emb[k] for k, key in enumerate(needed)}
         for i, j in pairs:
