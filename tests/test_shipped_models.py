@@ -10,6 +10,7 @@ import torch
 
 from lmaczs import Explainer
 from lmaczs import datasets
+from lmaczs.audio import load_audio
 from lmaczs.cli import main
 
 ESC50 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "esc50"
@@ -74,3 +75,31 @@ def test_models_load_offline_and_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ex.decoder is not None and ex.clap.spec == "esc50-eval"
     with torch.no_grad():
         assert ex.clap.embed_text(["a dog"]).shape[-1] == ex.decoder.config.text_dim
+
+
+@needs_esc50
+def test_esc50_eval_keeps_the_prompted_half_of_a_held_out_splice(eval_model: Explainer) -> None:
+    """Known answer: two held-out recordings of different classes side by side at equal loudness; the mask for one
+    clip's class prompt puts most of its energy on that clip's half (chance 0.5), whichever half it is in, and an
+    unrelated prompt gets a smaller mask than the true one."""
+    from lmaczs.evaluation.localization import energy_share, region_frames, splice
+
+    clap = eval_model.clap
+    clips = datasets.select(datasets.read_esc50(ESC50), splits=["B"])[::24][:8]
+    waves = [clap.fit_window(load_audio(c.path, clap.sample_rate)) for c in clips]
+    hop = clap.front.stft.hop_length
+    shares, smaller = [], 0
+    for k, clip in enumerate(clips):
+        partner = next(j for j in range(k + 1, k + len(clips)) if clips[j % len(clips)].category != clip.category)
+        sp = splice(waves[k], waves[partner % len(clips)], clap.num_samples, k % 2 == 0, hop)
+        text = clap.embed_text([datasets.eval_prompt(clip.category), "this is the sound of a vacuum cleaner"
+                                if clip.category != "vacuum_cleaner" else "this is the sound of a rooster"])
+        with torch.no_grad():
+            x, _ = clap.analyze(clap.prepare(sp.wave[None]))
+            enc = clap.encode_spec(x)
+            masks = eval_model.decoder(text, [h.expand(2, -1, -1, -1) for h in enc.hidden])
+        shares.append(float(energy_share(masks[:1], region_frames(sp.span, x.shape[1], hop)[None])[0]))
+        smaller += float(masks[1].mean()) < float(masks[0].mean())
+    assert np.mean(shares) > 0.75, shares
+    assert smaller >= 6, f"the unrelated prompt's mask was smaller on only {smaller}/8 splices"
+

@@ -130,8 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       baseline=args.baseline, lambda_out=args.lambda_out, similarity=args.similarity, pool=args.pool,
                       source_targets=args.source_targets, source_residuals=args.source_residuals,
                       mix=mix_config(args), val_fraction=args.val_fraction, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                      widths=args.widths, progress=not args.quiet, group_size=args.group_size,
-                      device=args.device)
+                      widths=args.widths, frame_prior=args.frame_prior, progress=not args.quiet,
+                      group_size=args.group_size, device=args.device)
     summary = train(cfg, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(json.dumps(summary, indent=2))
@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--widths", type=int, nargs=4, help="decoder channel widths, shallow → deep")
+    p.add_argument("--frame-prior", action="store_true",
+                   help="give the decoder a frozen copy of the CLAP's audio head, applied frame by frame: where in "
+                        "time the CLAP finds the prompt (embedded models; src/lmaczs/decoder.py)")
     p.add_argument("--group-size", type=int, help="clips per L_ZS group (default: the per-process batch); "
                                                    "see docs/scaling.md")
     p.add_argument("--device", help="torch device (default: cpu; cuda:LOCAL_RANK under torchrun with CUDA)")

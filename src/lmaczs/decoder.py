@@ -13,6 +13,13 @@ Diffusion) the masks of all prompts start identical and L_ZS's gradients are sym
 decoder stayed prompt-blind for hundreds of steps on the embedded model.
 The last layer maps the decoder's frequency grid onto the masking domain's bins (e.g. 96 → 1025 linear bins); it
 starts as linear interpolation and is learned.
+
+Frame prior (``frame_head`` in the config, ``lmac-zs train --frame-prior``): a frozen copy of the CLAP's own audio
+head, applied to each frame of the deepest hidden map (mean over frequency), gives the cosine between every frame and
+the prompt — where in time the CLAP itself finds the prompt (:meth:`ClapBackend.frame_head`). It enters the deepest
+features and, through a learned gain and offset, the mask logits. Without it the decoder must discover from L_ZS
+alone which frames carry a prompt's evidence, which ~100 steps on a CPU do not teach it (docs/model-card.md); the
+map is still a function of (t, h) only, so the decoder remains M_θ(t, h).
 """
 
 from __future__ import annotations
@@ -22,6 +29,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .clap.projection import Projection
+from .errors import ConfigError
+
+PRIOR_GAIN, PRIOR_OFFSET = 12.0, 0.25  # initial gain and offset of the frame prior's logit
 
 
 @dataclass
@@ -37,6 +49,7 @@ class DecoderConfig:
     context_dim: int = 64
     heads: int = 4
     max_freq_grid: int = 128
+    frame_head: dict | None = None  # Projection(d_in, d_out, hidden) of the frame prior (module docstring); None: off
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +142,14 @@ class MaskDecoder(nn.Module):
         self.match_in = nn.Conv2d(1, widths[0], 1)
         self.match_gain = nn.Parameter(torch.tensor(4.0))
         self.match_bias = nn.Parameter(torch.tensor(0.0))
+        self.frame_head = None
+        if config.frame_head is not None:
+            self.frame_head = Projection(**config.frame_head).requires_grad_(False)  # the CLAP's, loaded by
+            # build_decoder and never trained
+            self.prior_in = nn.Conv2d(1, widths[0], 1)
+            # frames of the prompted sound score ≈ 0.35 and the rest ≈ 0.05 on the embedded model: a mask ≈ 0.8 vs 0.1
+            self.prior_gain = nn.Parameter(torch.tensor(PRIOR_GAIN))
+            self.prior_offset = nn.Parameter(torch.tensor(PRIOR_OFFSET))
         for k, (shape, w) in enumerate(zip(shapes, widths)):
             if k > 0:
                 prev = shapes[k - 1]
@@ -159,11 +180,14 @@ class MaskDecoder(nn.Module):
         feats = list(reversed(hidden))
         agree = torch.einsum("bdtf,bd->btf", F.normalize(self.match(feats[0]), dim=1),
                              F.normalize(text, dim=-1))[:, None]  # (B, 1, T_4, F_4) cosine in [-1, 1]
+        prior = self.frame_prior(text, feats[0])
         x = None
         for k, h in enumerate(feats):
             lat = self.lateral[k](h)
             if x is None:
                 x = lat + self.match_in(agree)
+                if prior is not None:
+                    x = x + self.prior_in(prior)
             else:
                 x = self.ups[k - 1](x)
                 if x.shape[-2:] != lat.shape[-2:]:
@@ -180,12 +204,32 @@ class MaskDecoder(nn.Module):
         x = F.interpolate(x, size=(t_mask, self.f_grid), mode="bilinear", align_corners=False)
         gate = F.interpolate(agree, size=(t_mask, self.f_grid), mode="bilinear", align_corners=False)
         gate = self.match_gain * gate + self.match_bias
+        if prior is not None:
+            prior = F.interpolate(prior, size=(t_mask, self.f_grid), mode="bilinear", align_corners=False)
+            gate = gate + self.prior_gain * (prior - self.prior_offset)
         logits = self.freq_map((self.to_mask(x) + gate).squeeze(1))
         return torch.sigmoid(logits)
 
+    def frame_prior(self, text: torch.Tensor, deepest: torch.Tensor) -> torch.Tensor | None:
+        """Cosine of each frame's embedding (the frozen frame head on ``deepest (B, C, T_4, F_4)`` averaged over
+        frequency) with ``text (B, D)``, spread over frequency: ``(B, 1, T_4, F_4)``; None without a frame head."""
+        if self.frame_head is None:
+            return None
+        frames = F.normalize(self.frame_head(deepest.mean(dim=3).transpose(1, 2)), dim=-1)  # (B, T_4, D)
+        cos = torch.einsum("btd,bd->bt", frames, F.normalize(text, dim=-1))
+        return cos[:, None, :, None].expand(-1, -1, -1, deepest.shape[-1])
 
-def build_decoder(backend, **overrides) -> MaskDecoder:
-    """A fresh decoder sized for a backend (its hidden shapes, mask shape and text dimension)."""
+
+def build_decoder(backend, frame_prior: bool = False, **overrides) -> MaskDecoder:
+    """A fresh decoder sized for a backend (its hidden shapes, mask shape and text dimension). ``frame_prior``:
+    with a frozen copy of the backend's frame head (module docstring); a backend without one is refused."""
+    head = backend.frame_head() if frame_prior else None
+    if frame_prior and head is None:
+        raise ConfigError(f"--frame-prior needs a CLAP whose embedding pools its last hidden map frame by frame "
+                          f"(the embedded and tiny models); {backend.spec} has no frame head")
     cfg = DecoderConfig(hidden_shapes=backend.hidden_shapes(), mask_shape=backend.mask_shape(),
-                        text_dim=backend.embed_dim, **overrides)
-    return MaskDecoder(cfg)
+                        text_dim=backend.embed_dim, frame_head=None if head is None else head[0], **overrides)
+    decoder = MaskDecoder(cfg)
+    if head is not None:
+        decoder.frame_head.load_state_dict(head[1])
+    return decoder

@@ -69,6 +69,7 @@ class TrainConfig:
     log_every: int = 10
     grad_clip: float = 1.0
     widths: Optional[list[int]] = None
+    frame_prior: bool = False  # the decoder gets a frozen copy of the CLAP's frame head (decoder.py)
     progress: bool = True
     group_size: Optional[int] = None  # clips per L_ZS group; None: the per-process batch (batch_size / ranks)
     device: Optional[str] = None  # None: CPU, or cuda:LOCAL_RANK under torchrun when CUDA is available
@@ -76,10 +77,10 @@ class TrainConfig:
     # fields that must match for --resume to continue the same run
     RESUME_KEYS = ("clap", "data", "domain", "splits", "folds", "targets", "batch_size", "lr", "weight_decay",
                    "lambda1", "lambda2", "baseline", "similarity", "lambda_out", "source_targets", "source_residuals",
-                   "pool", "mix", "val_fraction", "seed", "widths")
+                   "pool", "mix", "val_fraction", "seed", "widths", "frame_prior")
     # what runs saved before a field existed were trained with
     LEGACY = {"baseline": "none", "similarity": "abs", "lambda_out": 0.0, "source_targets": False,
-              "source_residuals": False, "pool": None, "mix": None}
+              "source_residuals": False, "pool": None, "mix": None, "frame_prior": False}
 
 
 BASELINES = ("silence", "none")
@@ -379,7 +380,7 @@ def _train(cfg: TrainConfig, resume: bool, backend: ClapBackend | None, world: d
     if len(train_items) < cfg.batch_size:
         raise DataError(f"{len(train_items)} training clips are fewer than one batch of {cfg.batch_size}")
     overrides = {"widths": cfg.widths} if cfg.widths else {}
-    decoder = build_decoder(backend, **overrides).to(world.device)
+    decoder = build_decoder(backend, cfg.frame_prior, **overrides).to(world.device)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     if resume:

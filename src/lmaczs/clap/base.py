@@ -234,6 +234,17 @@ class ClapBackend(nn.Module, ABC):
     def embed_dim(self) -> int:
         return int(self.embed_text(["a"]).shape[-1])
 
+    def frame_head(self) -> tuple[dict, dict[str, torch.Tensor]] | None:
+        """The audio head applied frame by frame, for the decoder's frame prior (``--frame-prior``).
+
+        A backend whose clip embedding is ``normalize(P(max_t mean_f hidden[-1]))`` for a
+        :class:`~lmaczs.clap.projection.Projection` P returns ``(spec, state)``: P's constructor arguments
+        (``d_in``, ``d_out``, ``hidden``) and a copy of its state dict. Then ``normalize(P(mean_f hidden[-1][..., t, :]))``
+        is the embedding of frame t on the clip's own scale, and its similarity to a prompt says where in time the
+        CLAP finds that prompt. ``None`` (the default): the backend pools otherwise and has no frame head.
+        """
+        return None
+
     def randomizable_blocks(self) -> list[nn.Module]:
         """The audio encoder's blocks, shallow → deep, for cascading model randomisation (sanity checks).
 

@@ -25,32 +25,13 @@ from ..errors import BackendError
 from .aisfx import ASSETS, BACKBONE_FILE, EMBED_DIM, SAMPLE_RATE, AisfxBackbone, aisfx_front_end, load_backbone_state
 from .base import AudioEncoding, ClapBackend, freeze
 from .minilm import MINILM_DIM, MiniLmEncoder
+from .projection import Projection
 
 FORMAT = "lmaczs-embedded-clap/1"
 WEIGHTS, CONFIG = "clap.safetensors", "clap.json"
 TOP_BLOCK = "backbone.blocks.3."
 MAX_LOGIT_SCALE = 100.0
 PACKAGED = ("default", "esc50-eval")
-
-
-class Projection(nn.Module):
-    """Fixed standardisation, then a linear map plus (optionally) a residual two-layer MLP branch.
-
-    ``(B, d_in)`` → ``(B, d_out)`` (not normalised). ``mean``/``std`` are buffers set from training data.
-    """
-
-    def __init__(self, d_in: int, d_out: int, hidden: int = 0, dropout: float = 0.0):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(d_in))
-        self.register_buffer("std", torch.ones(d_in))
-        self.linear = nn.Linear(d_in, d_out)
-        self.mlp = (nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out))
-                    if hidden > 0 else None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean) / self.std
-        y = self.linear(x)
-        return y + self.mlp(x) if self.mlp is not None else y
 
 
 def default_config() -> dict:
@@ -179,6 +160,13 @@ class EmbeddedClap(ClapBackend):
     @property
     def logit_scale(self) -> torch.Tensor:
         return self.log_logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+
+    def frame_head(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """The audio projection (aisfx pools mean over frequency, max over time; :meth:`ClapBackend.frame_head`)."""
+        p = self.audio_proj
+        spec = {"d_in": p.linear.in_features, "d_out": p.linear.out_features,
+                "hidden": 0 if p.mlp is None else p.mlp[0].out_features}
+        return spec, {k: v.detach().clone() for k, v in p.state_dict().items()}
 
     def randomizable_blocks(self) -> list[nn.Module]:
         """The four aisfx conv blocks, shallow → deep."""

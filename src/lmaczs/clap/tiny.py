@@ -86,6 +86,13 @@ class TinyClap(ClapBackend):
     def logit_scale(self) -> torch.Tensor:
         return self._logit_scale
 
+    def frame_head(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Its linear audio projection as a :class:`Projection` without standardisation or MLP."""
+        lin = self.audio_proj
+        state = {"mean": torch.zeros(lin.in_features), "std": torch.ones(lin.in_features),
+                 "linear.weight": lin.weight.detach().clone(), "linear.bias": lin.bias.detach().clone()}
+        return {"d_in": lin.in_features, "d_out": lin.out_features, "hidden": 0}, state
+
     def randomizable_blocks(self) -> list[nn.Module]:
         """The four conv blocks, shallow → deep."""
         return list(self.blocks)
