@@ -16,6 +16,7 @@ from lmaczs.audio import load_audio
 from lmaczs.checkpoint import load_decoder, save_decoder
 from lmaczs.clap import load_backend
 from lmaczs.clap.projection import Projection
+from lmaczs.datasets import eval_prompt, read_esc50
 from lmaczs.cli import main
 from lmaczs.decoder import build_decoder
 from lmaczs.errors import ConfigError
@@ -100,8 +101,6 @@ def test_prior_alone_finds_the_prompted_half_of_a_real_splice():
     backend = load_backend("esc50-eval")
     paths = esc50_paths(6)  # six classes, one clip each (fold 4)
     clips = [backend.fit_window(load_audio(p, backend.sample_rate, min_seconds=0)) for p in paths]
-    from lmaczs.datasets import eval_prompt, read_esc50
-
     names = {c.path.name: c.category for c in read_esc50(paths[0].parents[1])}
     hop = backend.front.stft.hop_length
     torch.manual_seed(0)

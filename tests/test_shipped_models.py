@@ -90,8 +90,9 @@ def test_esc50_eval_keeps_the_prompted_half_of_a_held_out_splice(eval_model: Exp
     hop = clap.front.stft.hop_length
     shares, smaller = [], 0
     for k, clip in enumerate(clips):
-        partner = next(j for j in range(k + 1, k + len(clips)) if clips[j % len(clips)].category != clip.category)
-        sp = splice(waves[k], waves[partner % len(clips)], clap.num_samples, k % 2 == 0, hop)
+        partner = next(j % len(clips) for j in range(k + 1, k + len(clips)) if clips[j % len(clips)].category !=
+                       clip.category)
+        sp = splice(waves[k], waves[partner], clap.num_samples, k % 2 == 0, hop)
         text = clap.embed_text([datasets.eval_prompt(clip.category), "this is the sound of a vacuum cleaner"
                                 if clip.category != "vacuum_cleaner" else "this is the sound of a rooster"])
         with torch.no_grad():
